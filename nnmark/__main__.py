@@ -1,0 +1,3 @@
+from nnmark.cli import main
+
+main()

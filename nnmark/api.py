@@ -1,0 +1,122 @@
+"""The Python API: keygen, train (with or without a watermark), verify. The CLI is a thin layer
+over these; each takes explicit arguments and returns values, and none writes files unless it
+is a ``save_*`` function."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from torch import nn
+
+from nnmark.data.base import Dataset
+from nnmark.errors import NNMarkError
+from nnmark.models.store import Classifier, LoadedModel, ModelSpec, create_model
+from nnmark.schemes.base import KeygenContext, get_scheme
+from nnmark.schemes.key import WatermarkKey
+from nnmark.training.trainer import TrainConfig, TrainResult, evaluate, fit
+from nnmark.verification.stats import Verdict
+from nnmark.verification.suspects import Suspect, as_suspect
+
+MODES = ("scratch", "pretrained")
+
+
+def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, int], seed: int = 0,
+                 options: dict[str, Any] | None = None, dataset: Dataset | None = None,
+                 model_spec: ModelSpec | None = None) -> WatermarkKey:
+    """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name."""
+    if num_classes < 2:
+        raise NNMarkError("must be at least 2", field="num_classes", got=num_classes)
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise NNMarkError("must be three positive sizes", field="input_shape",
+                          expected="C,H,W", got=input_shape)
+    implementation = get_scheme(scheme)
+    context = KeygenContext(num_classes, tuple(input_shape), seed, dataset, model_spec)
+    for need in implementation.needs:
+        if getattr(context, need) is None:
+            raise NNMarkError(f"scheme '{scheme}' needs a {need.replace('_', ' ')} to make a key")
+    return implementation.keygen(context, implementation.make_options("keygen", options))
+
+
+@dataclass
+class TrainedModel:
+    model: Classifier
+    spec: ModelSpec
+    test_accuracy: float
+    result: TrainResult
+    config: TrainConfig
+    watermark: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """What gets stored beside the weights: how the model was trained and how well it does.
+        The key itself is never stored with the model; only its scheme is named."""
+        return {
+            "test_accuracy": self.test_accuracy,
+            "training": {"epochs": self.config.epochs, "batch_size": self.config.batch_size,
+                         "lr": self.config.lr, "schedule": self.config.schedule,
+                         "seed": self.config.seed, "seconds": round(self.result.seconds, 2),
+                         "final_loss": self.result.history[-1].loss if self.result.history else None},
+            "watermark": self.watermark,
+        }
+
+
+def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "small-cnn",
+                model_kwargs: dict[str, Any] | None = None, key: WatermarkKey | None = None,
+                mode: str = "scratch", base: LoadedModel | None = None,
+                embed_options: dict[str, Any] | None = None, progress=None,
+                description: str = "training") -> TrainedModel:
+    """Train a model on ``dataset``, embedding ``key`` if given.
+
+    ``mode="scratch"`` starts from a fresh ``architecture``; ``mode="pretrained"`` fine-tunes
+    ``base`` (a loaded model) with the watermark mixed in, as in Adi et al.'s second setting.
+    """
+    if mode not in MODES:
+        raise NNMarkError(f"unknown mode '{mode}'", field="mode", expected=" or ".join(MODES))
+    if mode == "pretrained":
+        if base is None:
+            raise NNMarkError("mode 'pretrained' fine-tunes an existing model: give one (--from)")
+        spec = base.spec
+        _check_dataset_fits(spec, dataset, str(base.path))
+        model = base.model
+    else:
+        if base is not None:
+            raise NNMarkError("a base model (--from) is only used with mode 'pretrained'")
+        spec = ModelSpec(architecture, dataset.num_classes, dataset.input_shape, dataset.mean,
+                         dataset.std, dict(model_kwargs or {}))
+        model = create_model(spec, seed=config.seed)
+    hooks, watermark = [], {}
+    if key is not None:
+        scheme = get_scheme(key.scheme)
+        scheme.check_fits(key, spec.num_classes, spec.input_shape, "the model")
+        options = scheme.make_options("embed", embed_options)
+        hooks = scheme.hooks(key, options, seed=config.seed)
+        watermark = {"scheme": key.scheme, "mode": mode}
+    result = fit(model, dataset.train_x, dataset.train_y, config, augmentation=dataset.augmentation,
+                 hooks=hooks, progress=progress, description=description)
+    accuracy = evaluate(model, dataset.test_x, dataset.test_y, device=config.device)
+    return TrainedModel(model, spec, accuracy, result, config, watermark)
+
+
+def _check_dataset_fits(spec: ModelSpec, dataset: Dataset, where: str) -> None:
+    if spec.num_classes != dataset.num_classes or tuple(spec.input_shape) != dataset.input_shape:
+        raise NNMarkError(
+            f"model does not fit dataset '{dataset.name}'", path=where, field="model.input_shape/num_classes",
+            expected=f"{list(dataset.input_shape)} with {dataset.num_classes} classes",
+            got=f"{list(spec.input_shape)} with {spec.num_classes} classes")
+
+
+def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
+                 null_rate: float | None = None, num_classes: int | None = None,
+                 input_shape: tuple[int, int, int] | None = None) -> Verdict:
+    """Test ``suspect`` (a module taking [0, 1] images, or any :class:`Suspect`) against ``key``.
+
+    When the suspect's class count and input shape are known, the key is checked to fit first.
+    """
+    scheme = get_scheme(key.scheme)
+    if num_classes is not None and input_shape is not None:
+        scheme.check_fits(key, num_classes, input_shape, "the suspect model")
+    return scheme.verify(as_suspect(suspect), key, alpha=alpha, null_rate=null_rate)
+
+
+def fine_tune_config(config: TrainConfig) -> TrainConfig:
+    """Defaults for the 'pretrained' mode: a tenth of the from-scratch learning rate, constant."""
+    return replace(config, lr=config.lr * 0.1, schedule="constant")

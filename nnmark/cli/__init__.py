@@ -1,0 +1,273 @@
+"""The ``nnmark`` command: a thin typer layer over :mod:`nnmark.api`."""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nnmark import __version__
+from nnmark.cli.common import (
+    console,
+    err_console,
+    fail,
+    option_fields,
+    parse_assignments,
+    parse_shape,
+    progress_bars,
+)
+from nnmark.errors import NNMarkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Watermark neural networks and prove ownership of suspect models.")
+keygen_app = typer.Typer(no_args_is_help=True, help="Create a secret watermark key for a scheme.")
+app.add_typer(keygen_app, name="keygen")
+
+DataDirOption = typer.Option(None, "--data-dir", envvar="NNMARK_DATA",
+                             help="Directory holding dataset files (or set NNMARK_DATA).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"nnmark {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    pass
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("nnmark-demo"), "--out", help="Output directory."),
+    scheme: str = typer.Option("adi", "--scheme", help="Watermark scheme to demonstrate."),
+    data: str = typer.Option("digits", "--data", help="Dataset (default: the embedded digits)."),
+    data_dir: Optional[Path] = DataDirOption,
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default 20)."),
+    seed: int = typer.Option(0, "--seed"),
+    alpha: float = typer.Option(1e-6, "--alpha", help="Significance level of the ownership test."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Train a watermarked and a clean model on the embedded data, verify both, summarise."""
+    from nnmark.demo import run_demo
+    from nnmark.reporting.tables import format_p_value
+    from rich.table import Table
+
+    from nnmark.io import ensure_can_write
+
+    ensure_can_write(out, force)
+    with progress_bars() as progress:
+        summary = run_demo(out, scheme=scheme, dataset=data, data_dir=data_dir, epochs=epochs,
+                           seed=seed, alpha=alpha, force=force, progress=progress)
+    table = Table(title=f"nnmark demo · scheme {scheme} · {data} · alpha {alpha:g}")
+    for column, justify in (("model", "left"), ("test acc", "right"), ("trigger agreement k/n", "right"),
+                            ("p-value", "right"), ("verdict", "left")):
+        table.add_column(column, justify=justify)
+    for name in ("watermarked", "clean"):
+        entry = summary[name]
+        verify = entry["verify"]
+        table.add_row(name, f"{100 * entry['test_accuracy']:.1f}%", f"{verify['matches']}/{verify['total']}",
+                      format_p_value(verify["p_value"]),
+                      "[bold green]OWNED[/]" if verify["owned"] else "[yellow]not owned[/]")
+    console.print(table)
+    rule = summary["watermarked"]["verify"]["decision_rule"]
+    console.print(f"decision rule: {rule}")
+    console.print(f"key commitment (SHA-256): {summary['key_commitment']}")
+    console.print(f"wrote {out}/summary.json, the key and both models in {summary['seconds']:.0f} s")
+
+
+def _keygen_command(scheme_name: str, scheme_cls):
+    from nnmark.api import generate_key
+    from nnmark.data.base import load_dataset
+    from nnmark.models.store import read_spec
+    from nnmark.schemes.key import save_key
+
+    extra = option_fields(scheme_cls.KeygenOptions)
+
+    def command(**kwargs) -> None:
+        import secrets
+
+        from nnmark.io import ensure_can_write
+
+        out, force = kwargs.pop("out"), kwargs.pop("force")
+        ensure_can_write(out, force)
+        num_classes, shape = kwargs.pop("num_classes"), kwargs.pop("input_shape")
+        data_name, data_dir, model_dir = kwargs.pop("data"), kwargs.pop("data_dir"), kwargs.pop("model")
+        seed = kwargs.pop("seed")
+        dataset = load_dataset(data_name, data_dir) if data_name else None
+        spec = read_spec(Path(model_dir))[0] if model_dir else None
+        if num_classes is None:
+            num_classes = spec.num_classes if spec else dataset.num_classes if dataset else None
+        input_shape = parse_shape(shape) if shape else (
+            tuple(spec.input_shape) if spec else dataset.input_shape if dataset else None)
+        if num_classes is None or input_shape is None:
+            raise NNMarkError("give --num-classes and --input-shape (or --data / --model to take them from)")
+        seed = secrets.randbits(48) if seed is None else seed
+        options = {name: value for name, value in kwargs.items() if value is not None}
+        key = generate_key(scheme_name, num_classes=num_classes, input_shape=input_shape, seed=seed,
+                           options=options, dataset=dataset, model_spec=spec)
+        save_key(key, out, force=force)
+        console.print(f"wrote {scheme_name} key to {out}")
+        console.print(f"commitment (SHA-256): [bold]{key.commitment}[/]")
+        console.print("Publish or timestamp the commitment now; keep the key directory secret.")
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("num_classes", kw, annotation=Optional[int],
+                          default=typer.Option(None, "--num-classes", help="Classes of the model to mark.")),
+        inspect.Parameter("input_shape", kw, annotation=Optional[str],
+                          default=typer.Option(None, "--input-shape", help="Model input as C,H,W.")),
+        inspect.Parameter("seed", kw, annotation=Optional[int],
+                          default=typer.Option(None, "--seed", help="Seed for the key (default: a random secret one).")),
+        inspect.Parameter("data", kw, annotation=Optional[str],
+                          default=typer.Option(None, "--data", help="Dataset the model is trained on.")),
+        inspect.Parameter("data_dir", kw, annotation=Optional[Path], default=DataDirOption),
+        inspect.Parameter("model", kw, annotation=Optional[Path],
+                          default=typer.Option(None, "--model", help="A model directory to take sizes from.")),
+        inspect.Parameter("out", kw, annotation=Path,
+                          default=typer.Option(..., "--out", help="Key directory to write.")),
+        inspect.Parameter("force", kw, annotation=bool,
+                          default=typer.Option(False, "--force", help="Replace OUT if it exists.")),
+    ]
+    for name, kind, default, help_text in extra:
+        flag = "--" + name.replace("_", "-")
+        params.append(inspect.Parameter(name, kw, annotation=Optional[kind],
+                                        default=typer.Option(None, flag, help=f"{help_text} (default {default})".strip())))
+    command.__signature__ = inspect.Signature(params)
+    command.__doc__ = f"Key for the '{scheme_name}' scheme: {scheme_cls.summary}."
+    return command
+
+
+def _register_keygen_commands() -> None:
+    from nnmark.schemes.base import SCHEMES
+
+    for name in SCHEMES.names():
+        keygen_app.command(name)(_keygen_command(name, SCHEMES.get(name)))
+
+
+@app.command()
+def train(
+    data: str = typer.Option("digits", "--data", help="Dataset name, or folder:PATH."),
+    data_dir: Optional[Path] = DataDirOption,
+    model: str = typer.Option("small-cnn", "--model", help="Architecture (see `nnmark list`)."),
+    watermark: Optional[Path] = typer.Option(None, "--watermark", help="Key directory to embed."),
+    mode: str = typer.Option("scratch", "--mode", help="scratch, or pretrained (fine-tune --from)."),
+    base: Optional[Path] = typer.Option(None, "--from", help="Model directory to fine-tune."),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch_size: int = typer.Option(100, "--batch-size"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 0.1, or 0.01 with --from)."),
+    schedule: str = typer.Option("step", "--schedule", help="step (÷10 each third), onecycle or constant."),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    embed: Optional[list[str]] = typer.Option(None, "--embed", help="Scheme embedding option NAME=VALUE (repeatable), e.g. per_batch=2."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train a model, embedding a watermark when --watermark is given."""
+    from nnmark.api import train_model
+    from nnmark.data.base import load_dataset
+    from nnmark.io import ensure_can_write
+    from nnmark.models.store import load_model, save_model
+    from nnmark.schemes.base import SCHEMES
+    from nnmark.schemes.key import load_key
+    from nnmark.training.trainer import TrainConfig
+
+    ensure_can_write(out, force)
+    key = load_key(watermark) if watermark else None
+    embed_options = parse_assignments(embed, SCHEMES.get(key.scheme).EmbedOptions, "--embed") if key else None
+    if embed and not key:
+        raise NNMarkError("--embed only applies with --watermark", field="--embed")
+    if base is not None and mode == "scratch":
+        mode = "pretrained"
+    loaded = load_model(base) if base else None
+    config = TrainConfig(epochs=epochs, batch_size=batch_size,
+                         lr=lr if lr is not None else (0.01 if loaded else 0.1),
+                         schedule="constant" if (loaded and lr is None and schedule == "step") else schedule,
+                         label_smoothing=label_smoothing, seed=seed, device=device)
+    dataset = load_dataset(data, data_dir)
+    with progress_bars(not quiet) as progress:
+        trained = train_model(dataset, config, architecture=model, key=key, mode=mode, base=loaded,
+                              embed_options=embed_options, progress=progress)
+    save_model(trained.model, trained.spec, out, force=force, metadata=trained.metadata())
+    console.print(f"test accuracy {100 * trained.test_accuracy:.2f}% after {epochs} epochs "
+                  f"({trained.result.seconds:.1f} s); wrote {out}")
+    if key is not None:
+        from nnmark.api import verify_model
+
+        verdict = verify_model(trained.model, key)
+        console.print(f"watermark check: {verdict.matches}/{verdict.total} agree, p = {verdict.p_value:.3g}")
+
+
+@app.command()
+def verify(
+    model: Path = typer.Option(..., "--model", help="Suspect model directory."),
+    key: Path = typer.Option(..., "--key", help="Key directory."),
+    alpha: float = typer.Option(1e-6, "--alpha", help="Significance level: the false-positive bound."),
+    null_rate: Optional[float] = typer.Option(None, "--null-rate", help="Calibrated chance agreement instead of 1/K."),
+    device: str = typer.Option("auto", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Decide whether a suspect model carries the watermark of KEY."""
+    from nnmark.api import verify_model
+    from nnmark.io import sha256_file
+    from nnmark.models.store import WEIGHTS_FILE, load_model
+    from nnmark.reporting.tables import format_p_value, verdict_table
+    from nnmark.schemes.key import load_key
+    from nnmark.verification.suspects import ModuleSuspect
+
+    if not 0 < alpha < 1:
+        raise NNMarkError("must be between 0 and 1", field="--alpha", got=alpha)
+    if null_rate is not None and not 0 < null_rate < 1:
+        raise NNMarkError("must be between 0 and 1", field="--null-rate", got=null_rate)
+    secret = load_key(key)
+    loaded = load_model(model)
+    suspect = ModuleSuspect(loaded.model, description=str(model), device=device)
+    verdict = verify_model(suspect, secret, alpha=alpha, null_rate=null_rate,
+                           num_classes=loaded.spec.num_classes, input_shape=tuple(loaded.spec.input_shape))
+    if as_json:
+        record = verdict.to_dict()
+        record["model"] = {"path": str(model), "sha256": sha256_file(model / WEIGHTS_FILE)}
+        record["key_commitment"] = secret.commitment
+        print(json.dumps(record, indent=2))
+        return
+    console.print(verdict_table([(str(model), None, verdict)]))
+    console.print(f"statistic: {verdict.statistic}, {verdict.matches}/{verdict.total}; "
+                  f"null: {verdict.null_source}")
+    console.print(f"p-value {format_p_value(verdict.p_value)}; decision rule: {verdict.decision_rule}; "
+                  f"false-positive rate of this rule {verdict.false_positive_rate:.3g}")
+
+
+@app.command("list")
+def list_components() -> None:
+    """List the datasets, model architectures and watermark schemes available."""
+    from nnmark.data.base import DATASETS
+    from nnmark.models.registry import MODELS
+    from nnmark.schemes.base import SCHEMES
+
+    console.print("datasets: " + ", ".join(DATASETS.names()) + ", folder:PATH")
+    console.print("models:   " + ", ".join(MODELS.names()))
+    console.print("schemes:")
+    for name in SCHEMES.names():
+        cls = SCHEMES.get(name)
+        console.print(f"  {name:<12} {cls.access:<10} {cls.summary}")
+
+
+def main() -> None:
+    import nnmark.data  # noqa: F401 - registries fill on import
+    import nnmark.models  # noqa: F401
+    import nnmark.schemes  # noqa: F401
+
+    _register_keygen_commands()
+    try:
+        app()
+    except NNMarkError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; nothing was written")
+        raise SystemExit(130) from None

@@ -1,0 +1,149 @@
+"""Models on disk as ``model.safetensors`` + ``model.json``: weights without pickle, and the recipe
+(architecture name, its arguments, class count, input shape, normalisation) to rebuild the module."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nnmark import __version__
+from nnmark.errors import NNMarkError
+from nnmark.io import atomic_directory, read_json, require_field, write_json
+from nnmark.models.registry import MODELS
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+FORMAT = "nnmark-model/1"
+
+
+class Classifier(nn.Module):
+    """A network with its input normalisation inside: it takes images in [0, 1], so every suspect
+    interface (in-process, ONNX, HTTP) is queried with the same raw images."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+@dataclass
+class ModelSpec:
+    architecture: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_shape"] = list(self.input_shape)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+
+def create_model(spec: ModelSpec, seed: int | None = None) -> Classifier:
+    """Build the architecture ``spec`` names; with ``seed``, initialisation is reproducible and the
+    caller's global RNG state is left as it was."""
+    factory = MODELS.get(spec.architecture)
+    if len(spec.mean) != spec.input_shape[0] or len(spec.std) != spec.input_shape[0]:
+        raise NNMarkError("normalisation has the wrong number of channels", field="mean/std",
+                          expected=f"{spec.input_shape[0]} values")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            net = factory(num_classes=spec.num_classes, input_shape=tuple(spec.input_shape),
+                          **spec.kwargs)
+        except TypeError as exc:
+            raise NNMarkError(f"bad arguments for model '{spec.architecture}' ({exc})",
+                              field="kwargs") from None
+        return Classifier(net, spec.mean, spec.std)
+
+
+def save_model(model: Classifier, spec: ModelSpec, path: str | Path, *, force: bool = False,
+               metadata: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_directory(path, force) as staging:
+        save_file(state, str(staging / WEIGHTS_FILE))
+        write_json(staging / META_FILE, {
+            "format": FORMAT,
+            "nnmark_version": __version__,
+            "model": spec.to_json(),
+            "metadata": metadata or {},
+        })
+    return path
+
+
+@dataclass
+class LoadedModel:
+    model: Classifier
+    spec: ModelSpec
+    metadata: dict[str, Any]
+    path: Path
+
+
+def read_spec(path: Path) -> tuple[ModelSpec, dict[str, Any]]:
+    meta_path = path / META_FILE
+    data = read_json(meta_path, "model")
+    if data.get("format") != FORMAT:
+        raise NNMarkError("is not an nnmark model", path=meta_path, field="format",
+                          expected=repr(FORMAT), got=data.get("format"))
+    model = require_field(data, "model", dict, meta_path, "an object describing the architecture")
+    where = meta_path
+    architecture = require_field(model, "architecture", str, where, "an architecture name")
+    num_classes = require_field(model, "num_classes", int, where, "a positive class count")
+    shape = require_field(model, "input_shape", list, where, "[C, H, W]")
+    mean = require_field(model, "mean", list, where, "per-channel means")
+    std = require_field(model, "std", list, where, "per-channel standard deviations")
+    kwargs = model.get("kwargs", {})
+    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+        raise NNMarkError("must be three positive integers", path=where, field="model.input_shape",
+                          expected="[C, H, W]", got=shape)
+    if num_classes < 2:
+        raise NNMarkError("must be at least 2", path=where, field="model.num_classes", got=num_classes)
+    if not isinstance(kwargs, dict):
+        raise NNMarkError("must be an object", path=where, field="model.kwargs", got=kwargs)
+    spec = ModelSpec(architecture, num_classes, tuple(shape), tuple(mean), tuple(std), kwargs)
+    return spec, data.get("metadata", {})
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model directory written by :func:`save_model`, without unpickling anything."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NNMarkError("model directory does not exist", path=path,
+                          expected=f"a directory holding {WEIGHTS_FILE} and {META_FILE}")
+    spec, metadata = read_spec(path)
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise NNMarkError("model weights file is missing", path=weights_path)
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NNMarkError(f"is not a readable safetensors file ({exc})", path=weights_path) from None
+    model = create_model(spec)
+    missing, unexpected = [], []
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        detail = "; ".join(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                           for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                               ("wrong shape", wrong_shape)) if keys)
+        raise NNMarkError(f"weights do not fit architecture '{spec.architecture}' ({detail})",
+                          path=weights_path)
+    model.load_state_dict(state)
+    model.eval()
+    return LoadedModel(model, spec, metadata, path)

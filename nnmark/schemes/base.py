@@ -1,0 +1,119 @@
+"""The interface every watermark scheme implements, and the scheme registry.
+
+A scheme is one module: a subclass of :class:`WatermarkScheme` decorated with
+``@register_scheme("name")``. It declares its key-generation and embedding options as small
+dataclasses (the CLI turns their fields into ``--options``), and implements
+
+* ``keygen``   → a :class:`WatermarkKey` (secret tensors + public metadata),
+* ``hooks``    → the :class:`TrainingHook` objects that embed it during training,
+* ``extract``  → the raw evidence read from a suspect (e.g. its answers on the trigger set),
+* ``verify``   → a :class:`Verdict` with statistic, p-value and decision rule.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+
+from nnmark.data.base import Dataset
+from nnmark.errors import NNMarkError
+from nnmark.models.store import ModelSpec
+from nnmark.registry import Registry
+from nnmark.schemes.key import WatermarkKey
+from nnmark.training.hooks import TrainingHook
+from nnmark.verification.stats import Verdict
+from nnmark.verification.suspects import Suspect
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+@dataclass
+class KeygenContext:
+    """What keygen may need beyond sizes: the owner's data (content triggers) or model (weight
+    signatures). Schemes list the ones they need in ``needs``."""
+
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    seed: int
+    dataset: Dataset | None = None
+    model_spec: ModelSpec | None = None
+
+
+class WatermarkScheme(ABC):
+    name: ClassVar[str]
+    access: ClassVar[str]  # "black-box" (queries only) or "white-box" (reads weights)
+    summary: ClassVar[str]
+    needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"dataset", "model_spec"}
+    KeygenOptions: ClassVar[type] = NoOptions
+    EmbedOptions: ClassVar[type] = NoOptions
+    # Embedding options for the small embedded dataset of `nnmark demo` (and tests).
+    demo_embed_options: ClassVar[dict[str, Any]] = {}
+
+    @abstractmethod
+    def keygen(self, context: KeygenContext, options: Any) -> WatermarkKey: ...
+
+    @abstractmethod
+    def hooks(self, key: WatermarkKey, options: Any, seed: int = 0) -> list[TrainingHook]: ...
+
+    @abstractmethod
+    def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
+               null_rate: float | None = None) -> Verdict: ...
+
+    # Helpers shared by every scheme.
+
+    @classmethod
+    def make_options(cls, which: str, values: dict[str, Any] | None) -> Any:
+        """Build ``KeygenOptions`` or ``EmbedOptions`` from a name → value mapping, with a clear
+        error for unknown names."""
+        option_type = cls.KeygenOptions if which == "keygen" else cls.EmbedOptions
+        values = dict(values or {})
+        known = {f.name for f in fields(option_type)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise NNMarkError(f"scheme '{cls.name}' has no {which} option(s) {', '.join(unknown)}",
+                              expected=f"one of: {', '.join(sorted(known)) or 'none'}")
+        try:
+            return option_type(**values)
+        except (TypeError, ValueError) as exc:
+            raise NNMarkError(f"bad {which} options for scheme '{cls.name}': {exc}") from None
+
+    def check_fits(self, key: WatermarkKey, num_classes: int, input_shape: tuple[int, ...],
+                   where: str) -> None:
+        if key.scheme != self.name:
+            raise NNMarkError(f"key is for scheme '{key.scheme}', not '{self.name}'", field="scheme")
+        if key.num_classes != num_classes:
+            raise NNMarkError(f"key does not fit {where}", field="num_classes",
+                              expected=f"{num_classes} classes as the model has", got=key.num_classes)
+        if tuple(key.input_shape) != tuple(input_shape):
+            raise NNMarkError(f"key does not fit {where}", field="input_shape",
+                              expected=f"{list(input_shape)} as the model takes",
+                              got=list(key.input_shape))
+
+
+SCHEMES: Registry[type[WatermarkScheme]] = Registry("watermark scheme")
+
+
+def register_scheme(name: str):
+    def add(cls: type[WatermarkScheme]) -> type[WatermarkScheme]:
+        cls.name = name
+        return SCHEMES.register(name)(cls)
+
+    return add
+
+
+def get_scheme(name: str) -> WatermarkScheme:
+    return SCHEMES.get(name)()
+
+
+def require_tensor(key: WatermarkKey, name: str, dtype: torch.dtype, ndim: int) -> torch.Tensor:
+    tensor = key.tensors.get(name)
+    if tensor is None or tensor.dtype != dtype or tensor.ndim != ndim:
+        raise NNMarkError(f"key for scheme '{key.scheme}' lacks a valid '{name}' tensor",
+                          field=name, expected=f"{dtype} with {ndim} dimensions",
+                          got=None if tensor is None else f"{tensor.dtype}, shape {list(tensor.shape)}")
+    return tensor

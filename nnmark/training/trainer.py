@@ -1,0 +1,205 @@
+"""The one training loop every scheme and attack uses.
+
+The whole training set is moved to the device once; each step slices a shuffled index, augments
+the batch there, and runs forward/backward with no host synchronisation (losses are summed on the
+device and read once per epoch). On CUDA it uses bf16 autocast and channels-last memory.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnmark.data.augment import augment
+from nnmark.data.base import Augmentation
+from nnmark.errors import NNMarkError
+from nnmark.training.hooks import TrainingHook
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class TrainConfig:
+    """Defaults follow Adi et al. 2018: SGD, momentum 0.9, lr 0.1 divided by 10 at each third of
+    the run (their 60 epochs: every 20), batch 100."""
+
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["step", "onecycle", "constant"] = "step"
+    lr_step_every: int | None = None  # epochs between ÷10 drops; None: a third of the run
+    lr_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool | None = None  # None: on for CUDA
+    channels_last: bool | None = None  # None: on for CUDA
+
+    def __post_init__(self) -> None:
+        for name, value, ok, expected in (
+            ("epochs", self.epochs, self.epochs >= 1, "at least 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, "at least 1"),
+            ("lr", self.lr, self.lr > 0, "a positive number"),
+            ("schedule", self.schedule, self.schedule in ("step", "onecycle", "constant"),
+             "step, onecycle or constant"),
+        ):
+            if not ok:
+                raise NNMarkError("invalid training setting", field=name, expected=expected, got=value)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    lr: float
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+    samples: int = 0
+
+
+def _lr_lambda(config: TrainConfig, steps_per_epoch: int):
+    step_every = config.lr_step_every or max(1, math.ceil(config.epochs / 3))
+
+    def factor(step: int) -> float:
+        return config.lr_gamma ** (step // steps_per_epoch // step_every)
+
+    return factor
+
+
+def fit(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    config: TrainConfig,
+    *,
+    augmentation: Augmentation | None = None,
+    hooks: Sequence[TrainingHook] = (),
+    parameters: Iterable[nn.Parameter] | None = None,
+    progress=None,  # rich.progress.Progress, or None for silence
+    description: str = "training",
+) -> TrainResult:
+    """Train ``model`` in place on ``inputs`` (N,C,H,W in [0, 1]) and ``targets``.
+
+    ``targets`` are class indices, or class probabilities (N, K) for distillation. ``parameters``
+    restricts which parameters the optimiser updates (default: all).
+    """
+    device = resolve_device(config.device)
+    on_cuda = device.type == "cuda"
+    use_amp = on_cuda if config.mixed_precision is None else config.mixed_precision
+    channels_last = on_cuda if config.channels_last is None else config.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    model.to(device=device, memory_format=memory_format)
+    inputs, targets = inputs.to(device), targets.to(device)
+    for hook in hooks:
+        hook.setup(model, device)
+
+    trainable = list(parameters) if parameters is not None else list(model.parameters())
+    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay, nesterov=False)
+    n = len(targets)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = n // batch  # the remainder is drawn in a later epoch's shuffle
+    total_steps = steps_per_epoch * config.epochs
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                        total_steps=total_steps)
+    elif config.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, steps_per_epoch))
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    augmentation = augmentation if (augmentation and config.augment) else Augmentation()
+    result = TrainResult()
+    task = progress.add_task(description, total=total_steps) if progress is not None else None
+    start = time.perf_counter()
+    rng_devices = [device] if on_cuda else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator(device=device).manual_seed(config.seed)
+        model.train()
+        step = 0
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, device=device, generator=generator)
+            loss_sum = torch.zeros((), device=device)
+            for index in range(steps_per_epoch):
+                take = order[index * batch:(index + 1) * batch]
+                x = augment(inputs[take], augmentation, generator)
+                y = targets[take]
+                loss = _step_loss(model, x, y, hooks, step, config.label_smoothing, use_amp,
+                                  device, memory_format)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach()
+                step += 1
+                if task is not None:
+                    progress.advance(task)
+            mean_loss = (loss_sum / steps_per_epoch).item()
+            result.history.append(EpochRecord(epoch + 1, mean_loss, optimizer.param_groups[0]["lr"]))
+            if task is not None:
+                progress.update(task, description=f"{description} · epoch {epoch + 1} loss {mean_loss:.3f}")
+    result.seconds = time.perf_counter() - start
+    result.steps = step
+    result.samples = step * batch
+    model.eval()
+    return result
+
+
+def _step_loss(model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format):
+    extras = [sample for hook in hooks if (sample := hook.extra_samples(step)) is not None]
+    batch_inputs = torch.cat([x] + [ex for ex, _ in extras]) if extras else x
+    batch_inputs = batch_inputs.contiguous(memory_format=memory_format)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        logits = model(batch_inputs)
+    logits = logits.float()
+    count = len(y)
+    # Data and mixed-in samples are scored separately so soft (distillation) targets and integer
+    # trigger labels can share one forward pass; the mean is over every sample in the batch.
+    loss = F.cross_entropy(logits[:count], y, label_smoothing=label_smoothing) * count
+    offset = count
+    for _, extra_y in extras:
+        part = logits[offset:offset + len(extra_y)]
+        loss = loss + F.cross_entropy(part, extra_y, reduction="sum")
+        offset += len(extra_y)
+    loss = loss / offset
+    for hook in hooks:
+        term = hook.extra_loss(model)
+        if term is not None:
+            loss = loss + term
+    return loss
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1000,
+                   device: str | torch.device = "auto") -> torch.Tensor:
+    device = resolve_device(device)
+    model.eval().to(device)
+    outputs = [model(inputs[i:i + batch_size].to(device)).float() for i in range(0, len(inputs), batch_size)]
+    return torch.cat(outputs).cpu() if outputs else torch.empty(0)
+
+
+def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000,
+             device: str | torch.device = "auto") -> float:
+    """Top-1 accuracy in [0, 1]."""
+    predictions = predict_logits(model, inputs, batch_size, device).argmax(1)
+    return (predictions == labels.cpu()).float().mean().item()
