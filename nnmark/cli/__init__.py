@@ -1,6 +1,7 @@
 """The ``nnmark`` command: a thin typer layer over :mod:`nnmark.api`."""
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from pathlib import Path
@@ -25,6 +26,22 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 keygen_app = typer.Typer(no_args_is_help=True, help="Create a secret watermark key for a scheme.")
 app.add_typer(keygen_app, name="keygen")
 
+def command(target: typer.Typer = app, name: str | None = None):
+    """Register a command whose NNMarkErrors become one clear line and exit status 2."""
+
+    def register(func):
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except NNMarkError as error:
+                fail(error)
+
+        return target.command(name)(run)
+
+    return register
+
+
 DataDirOption = typer.Option(None, "--data-dir", envvar="NNMARK_DATA",
                              help="Directory holding dataset files (or set NNMARK_DATA).")
 
@@ -41,7 +58,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     pass
 
 
-@app.command()
+@command()
 def demo(
     out: Path = typer.Option(Path("nnmark-demo"), "--out", help="Output directory."),
     scheme: str = typer.Option("adi", "--scheme", help="Watermark scheme to demonstrate."),
@@ -146,10 +163,10 @@ def _register_keygen_commands() -> None:
     from nnmark.schemes.base import SCHEMES
 
     for name in SCHEMES.names():
-        keygen_app.command(name)(_keygen_command(name, SCHEMES.get(name)))
+        command(keygen_app, name)(_keygen_command(name, SCHEMES.get(name)))
 
 
-@app.command()
+@command()
 def train(
     data: str = typer.Option("digits", "--data", help="Dataset name, or folder:PATH."),
     data_dir: Optional[Path] = DataDirOption,
@@ -204,7 +221,7 @@ def train(
         console.print(f"watermark check: {verdict.matches}/{verdict.total} agree, p = {verdict.p_value:.3g}")
 
 
-@app.command()
+@command()
 def verify(
     model: Path = typer.Option(..., "--model", help="Suspect model directory."),
     key: Path = typer.Option(..., "--key", help="Key directory."),
@@ -243,7 +260,7 @@ def verify(
                   f"false-positive rate of this rule {verdict.false_positive_rate:.3g}")
 
 
-@app.command("list")
+@command(name="list")
 def list_components() -> None:
     """List the datasets, model architectures and watermark schemes available."""
     from nnmark.data.base import DATASETS
@@ -258,16 +275,16 @@ def list_components() -> None:
         console.print(f"  {name:<12} {cls.access:<10} {cls.summary}")
 
 
-def main() -> None:
-    import nnmark.data  # noqa: F401 - registries fill on import
-    import nnmark.models  # noqa: F401
-    import nnmark.schemes  # noqa: F401
+import nnmark.data  # noqa: E402,F401 - registries fill on import
+import nnmark.models  # noqa: E402,F401
+import nnmark.schemes  # noqa: E402,F401
 
-    _register_keygen_commands()
+_register_keygen_commands()
+
+
+def main() -> None:
     try:
         app()
-    except NNMarkError as error:
-        fail(error)
     except KeyboardInterrupt:
         err_console.print("interrupted; nothing was written")
         raise SystemExit(130) from None

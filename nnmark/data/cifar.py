@@ -20,6 +20,8 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    # Protocol-2 pickles written by Python 3 encode bytes as codecs.encode(text, "latin1").
+    ("_codecs", "encode"),
 }
 
 
@@ -33,6 +35,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             except ImportError:  # pragma: no cover - numpy 1.x
                 from numpy.core.multiarray import _reconstruct
             return _reconstruct
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         return getattr(np, name)
 
 

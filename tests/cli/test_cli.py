@@ -1,0 +1,107 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nnmark.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A key and a briefly trained watermarked model, made through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    result = invoke("keygen", "adi", "--num-classes", 10, "--input-shape", "1,16,16", "--size", 40,
+                    "--seed", 5, "--out", root / "key")
+    assert result.exit_code == 0, result.output
+    result = invoke("train", "--data", "digits", "--watermark", root / "key", "--epochs", 8,
+                    "--batch-size", 64, "--lr", 0.05, "--embed", "per_batch=16", "--quiet",
+                    "--out", root / "model")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_keygen_prints_and_stores_commitment(workspace):
+    meta = json.loads((workspace / "key" / "key.json").read_text())
+    assert meta["scheme"] == "adi" and meta["params"] == {"size": 40, "seed": 5}
+    assert len(meta["commitment"]) == 64
+
+
+def test_verify_json_reports_owned(workspace):
+    result = invoke("verify", "--model", workspace / "model", "--key", workspace / "key", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["owned"] and record["p_value"] < 1e-6 and record["total"] == 40
+    assert len(record["model"]["sha256"]) == 64
+    assert record["key_commitment"] == json.loads((workspace / "key" / "key.json").read_text())["commitment"]
+
+
+def test_verify_table(workspace):
+    result = invoke("verify", "--model", workspace / "model", "--key", workspace / "key")
+    assert result.exit_code == 0 and "OWNED" in result.output and "decision rule" in result.output
+
+
+def test_pretrained_mode_fine_tunes_from(workspace, tmp_path):
+    result = invoke("train", "--from", workspace / "model", "--watermark", workspace / "key", "--epochs", 1,
+                    "--batch-size", 64, "--embed", "per_batch=8", "--quiet", "--out", tmp_path / "tuned")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "tuned" / "model.json").read_text())
+    assert meta["metadata"]["watermark"] == {"scheme": "adi", "mode": "pretrained"}
+    assert meta["metadata"]["training"]["lr"] == pytest.approx(0.01)
+
+
+def test_refuses_to_overwrite_without_force(workspace):
+    before = (workspace / "model" / "model.safetensors").read_bytes()
+    result = invoke("train", "--epochs", 1, "--quiet", "--out", workspace / "model")
+    assert result.exit_code == 2 and "--force" in result.output
+    assert (workspace / "model" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["verify", "--model", "missing-dir", "--key", "{key}"], "missing-dir: model directory does not exist"),
+    (["verify", "--model", "{model}", "--key", "{key5}"], "field 'num_classes'"),
+    (["verify", "--model", "{model}", "--key", "{key}", "--alpha", "2"], "field '--alpha'"),
+    (["train", "--data", "imagenet", "--out", "{tmp}/x"], "unknown dataset 'imagenet'"),
+    (["train", "--model", "vgg", "--out", "{tmp}/x"], "unknown model 'vgg'"),
+    (["train", "--data", "mnist", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/x"], "data directory does not exist"),
+    (["train", "--watermark", "{key}", "--embed", "speed=3", "--out", "{tmp}/x"], "--embed takes NAME=VALUE"),
+    (["train", "--watermark", "{key}", "--mode", "sideways", "--out", "{tmp}/x"], "unknown mode 'sideways'"),
+    (["keygen", "adi", "--input-shape", "3,32", "--num-classes", "10", "--out", "{tmp}/k"], "field 'input-shape'"),
+    (["keygen", "adi", "--out", "{tmp}/k"], "give --num-classes and --input-shape"),
+])
+def test_bad_input_gets_one_clear_line_and_exit_2(workspace, tmp_path, args, message):
+    key5 = tmp_path / "key5"
+    assert invoke("keygen", "adi", "--num-classes", 5, "--input-shape", "1,16,16", "--size", 5, "--out", key5).exit_code == 0
+    filled = [a.format(key=workspace / "key", model=workspace / "model", key5=key5, tmp=tmp_path) for a in args]
+    result = invoke(*filled)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_tampered_key_is_refused_by_verify(workspace, tmp_path):
+    import shutil
+    shutil.copytree(workspace / "key", tmp_path / "key")
+    meta = json.loads((tmp_path / "key" / "key.json").read_text())
+    meta["params"]["size"] = 41
+    (tmp_path / "key" / "key.json").write_text(json.dumps(meta))
+    result = invoke("verify", "--model", workspace / "model", "--key", tmp_path / "key")
+    assert result.exit_code == 2 and "does not match its commitment" in result.output
+
+
+def test_keygen_takes_sizes_from_a_model(workspace, tmp_path):
+    result = invoke("keygen", "adi", "--model", workspace / "model", "--size", 10, "--out", tmp_path / "k")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "k" / "key.json").read_text())
+    assert meta["input_shape"] == [1, 16, 16] and meta["num_classes"] == 10
+    assert isinstance(meta["params"]["seed"], int)  # a random secret seed was drawn and recorded
+
+
+def test_list_and_version():
+    assert "adi" in invoke("list").output and "digits" in invoke("list").output
+    assert invoke("--version").output.startswith("nnmark ")
