@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from torch import nn
 
 from nnmark.data.base import Dataset
@@ -13,11 +14,11 @@ from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, LoadedModel, ModelSpec, create_model
 from nnmark.schemes.base import KeygenContext, get_scheme
 from nnmark.schemes.key import WatermarkKey
-from nnmark.training.trainer import TrainConfig, TrainResult, evaluate, fit
-from nnmark.verification.stats import Verdict
+from nnmark.training.trainer import TrainConfig, TrainResult, evaluate, fit, predict_logits
+from nnmark.verification.stats import Calibration, Verdict
 from nnmark.verification.suspects import Suspect, as_suspect
 
-MODES = ("scratch", "pretrained")
+MODES = ("scratch", "pretrained", "distill")
 
 
 def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, int], seed: int = 0,
@@ -62,27 +63,40 @@ class TrainedModel:
 def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "small-cnn",
                 model_kwargs: dict[str, Any] | None = None, key: WatermarkKey | None = None,
                 mode: str = "scratch", base: LoadedModel | None = None,
-                embed_options: dict[str, Any] | None = None, progress=None,
-                description: str = "training") -> TrainedModel:
+                embed_options: dict[str, Any] | None = None, temperature: float = 1.0,
+                progress=None, description: str = "training") -> TrainedModel:
     """Train a model on ``dataset``, embedding ``key`` if given.
 
-    ``mode="scratch"`` starts from a fresh ``architecture``; ``mode="pretrained"`` fine-tunes
-    ``base`` (a loaded model) with the watermark mixed in, as in Adi et al.'s second setting.
+    * ``mode="scratch"``: a fresh ``architecture`` trained on the labels;
+    * ``mode="pretrained"``: fine-tune ``base`` (a loaded model) with the watermark mixed in
+      (Adi et al.'s second setting, Uchida et al.'s fine-tuning);
+    * ``mode="distill"``: a fresh ``architecture`` trained only on ``base``'s softened outputs
+      (softmax at ``temperature``) on the training images, never their labels (Uchida et al.'s
+      distillation). Augmentation is off there: the soft targets belong to the unaltered images.
     """
     if mode not in MODES:
         raise NNMarkError(f"unknown mode '{mode}'", field="mode", expected=" or ".join(MODES))
+    if mode in ("pretrained", "distill") and base is None:
+        raise NNMarkError(f"mode '{mode}' needs an existing model (--from)")
+    if mode == "scratch" and base is not None:
+        raise NNMarkError("a base model (--from) is used only with mode 'pretrained' or 'distill'")
+    targets = dataset.train_y
+    augmentation = dataset.augmentation
     if mode == "pretrained":
-        if base is None:
-            raise NNMarkError("mode 'pretrained' fine-tunes an existing model: give one (--from)")
         spec = base.spec
         _check_dataset_fits(spec, dataset, str(base.path))
         model = base.model
     else:
-        if base is not None:
-            raise NNMarkError("a base model (--from) is only used with mode 'pretrained'")
         spec = ModelSpec(architecture, dataset.num_classes, dataset.input_shape, dataset.mean,
                          dataset.std, dict(model_kwargs or {}))
         model = create_model(spec, seed=config.seed)
+    if mode == "distill":
+        _check_dataset_fits(base.spec, dataset, str(base.path))
+        if temperature <= 0:
+            raise NNMarkError("must be positive", field="temperature", got=temperature)
+        logits = predict_logits(base.model, dataset.train_x, device=config.device)
+        targets = torch.softmax(logits / temperature, dim=1)
+        augmentation = None
     hooks, watermark = [], {}
     if key is not None:
         scheme = get_scheme(key.scheme)
@@ -90,7 +104,7 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
         options = scheme.make_options("embed", embed_options)
         hooks = scheme.hooks(key, options, seed=config.seed)
         watermark = {"scheme": key.scheme, "mode": mode}
-    result = fit(model, dataset.train_x, dataset.train_y, config, augmentation=dataset.augmentation,
+    result = fit(model, dataset.train_x, targets, config, augmentation=augmentation,
                  hooks=hooks, progress=progress, description=description)
     accuracy = evaluate(model, dataset.test_x, dataset.test_y, device=config.device)
     return TrainedModel(model, spec, accuracy, result, config, watermark)
@@ -104,12 +118,19 @@ def _check_dataset_fits(spec: ModelSpec, dataset: Dataset, where: str) -> None:
             got=f"{list(spec.input_shape)} with {spec.num_classes} classes")
 
 
+def calibrate_null(key: WatermarkKey, controls: list[nn.Module | Suspect]) -> Calibration:
+    """Measure the null rate of ``key``'s statistic on models made without the key; pass the
+    result to :func:`verify_model` as ``null_rate``."""
+    return get_scheme(key.scheme).calibrate(key, [as_suspect(c, f"control {i}") for i, c in enumerate(controls)])
+
+
 def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-                 null_rate: float | None = None, num_classes: int | None = None,
+                 null_rate: float | Calibration | None = None, num_classes: int | None = None,
                  input_shape: tuple[int, int, int] | None = None) -> Verdict:
     """Test ``suspect`` (a module taking [0, 1] images, or any :class:`Suspect`) against ``key``.
 
-    When the suspect's class count and input shape are known, the key is checked to fit first.
+    ``null_rate`` replaces the scheme's own null (a number, or a :class:`Calibration`). When the
+    suspect's class count and input shape are known, the key is checked to fit first.
     """
     scheme = get_scheme(key.scheme)
     if num_classes is not None and input_shape is not None:

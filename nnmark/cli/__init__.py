@@ -81,7 +81,7 @@ def demo(
         summary = run_demo(out, scheme=scheme, dataset=data, data_dir=data_dir, epochs=epochs,
                            seed=seed, alpha=alpha, force=force, progress=progress)
     table = Table(title=f"nnmark demo · scheme {scheme} · {data} · alpha {alpha:g}")
-    for column, justify in (("model", "left"), ("test acc", "right"), ("trigger agreement k/n", "right"),
+    for column, justify in (("model", "left"), ("test acc", "right"), ("evidence k/n", "right"),
                             ("p-value", "right"), ("verdict", "left")):
         table.add_column(column, justify=justify)
     for name in ("watermarked", "clean"):
@@ -91,8 +91,9 @@ def demo(
                       format_p_value(verify["p_value"]),
                       "[bold green]OWNED[/]" if verify["owned"] else "[yellow]not owned[/]")
     console.print(table)
-    rule = summary["watermarked"]["verify"]["decision_rule"]
-    console.print(f"decision rule: {rule}")
+    verify = summary["watermarked"]["verify"]
+    console.print(f"statistic: {verify['statistic']}; null: {verify['null_source']}")
+    console.print(f"decision rule: {verify['decision_rule']}")
     console.print(f"key commitment (SHA-256): {summary['key_commitment']}")
     console.print(f"wrote {out}/summary.json, the key and both models in {summary['seconds']:.0f} s")
 
@@ -109,12 +110,13 @@ def _keygen_command(scheme_name: str, scheme_cls):
         import secrets
 
         from nnmark.io import ensure_can_write
+        from nnmark.models.store import ModelSpec
 
         out, force = kwargs.pop("out"), kwargs.pop("force")
         ensure_can_write(out, force)
         num_classes, shape = kwargs.pop("num_classes"), kwargs.pop("input_shape")
         data_name, data_dir, model_dir = kwargs.pop("data"), kwargs.pop("data_dir"), kwargs.pop("model")
-        seed = kwargs.pop("seed")
+        architecture, seed = kwargs.pop("architecture"), kwargs.pop("seed")
         dataset = load_dataset(data_name, data_dir) if data_name else None
         spec = read_spec(Path(model_dir))[0] if model_dir else None
         if num_classes is None:
@@ -123,6 +125,12 @@ def _keygen_command(scheme_name: str, scheme_cls):
             tuple(spec.input_shape) if spec else dataset.input_shape if dataset else None)
         if num_classes is None or input_shape is None:
             raise NNMarkError("give --num-classes and --input-shape (or --data / --model to take them from)")
+        if spec is None and "model_spec" in scheme_cls.needs:
+            # Only layer shapes matter for keygen; normalisation is irrelevant to them.
+            spec = ModelSpec(architecture, num_classes, input_shape, (0.5,) * input_shape[0],
+                             (0.5,) * input_shape[0])
+        if "dataset" in scheme_cls.needs and dataset is None:
+            raise NNMarkError(f"scheme '{scheme_name}' makes its triggers from your training data: give --data")
         seed = secrets.randbits(48) if seed is None else seed
         options = {name: value for name, value in kwargs.items() if value is not None}
         key = generate_key(scheme_name, num_classes=num_classes, input_shape=input_shape, seed=seed,
@@ -144,7 +152,10 @@ def _keygen_command(scheme_name: str, scheme_cls):
                           default=typer.Option(None, "--data", help="Dataset the model is trained on.")),
         inspect.Parameter("data_dir", kw, annotation=Optional[Path], default=DataDirOption),
         inspect.Parameter("model", kw, annotation=Optional[Path],
-                          default=typer.Option(None, "--model", help="A model directory to take sizes from.")),
+                          default=typer.Option(None, "--model", help="A model directory to take sizes (and layers) from.")),
+        inspect.Parameter("architecture", kw, annotation=str,
+                          default=typer.Option("small-cnn", "--architecture",
+                                               help="Architecture to be trained, for schemes that key a layer.")),
         inspect.Parameter("out", kw, annotation=Path,
                           default=typer.Option(..., "--out", help="Key directory to write.")),
         inspect.Parameter("force", kw, annotation=bool,
@@ -172,8 +183,10 @@ def train(
     data_dir: Optional[Path] = DataDirOption,
     model: str = typer.Option("small-cnn", "--model", help="Architecture (see `nnmark list`)."),
     watermark: Optional[Path] = typer.Option(None, "--watermark", help="Key directory to embed."),
-    mode: str = typer.Option("scratch", "--mode", help="scratch, or pretrained (fine-tune --from)."),
-    base: Optional[Path] = typer.Option(None, "--from", help="Model directory to fine-tune."),
+    mode: str = typer.Option("scratch", "--mode",
+                             help="scratch; pretrained (fine-tune --from); distill (a fresh --model learns --from's outputs)."),
+    base: Optional[Path] = typer.Option(None, "--from", help="Model directory to fine-tune or distill."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature of the teacher (distill)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(100, "--batch-size"),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 0.1, or 0.01 with --from)."),
@@ -203,22 +216,27 @@ def train(
     if base is not None and mode == "scratch":
         mode = "pretrained"
     loaded = load_model(base) if base else None
+    fine_tuning = mode == "pretrained"
     config = TrainConfig(epochs=epochs, batch_size=batch_size,
-                         lr=lr if lr is not None else (0.01 if loaded else 0.1),
-                         schedule="constant" if (loaded and lr is None and schedule == "step") else schedule,
+                         lr=lr if lr is not None else (0.01 if fine_tuning else 0.1),
+                         schedule="constant" if (fine_tuning and lr is None and schedule == "step") else schedule,
                          label_smoothing=label_smoothing, seed=seed, device=device)
     dataset = load_dataset(data, data_dir)
     with progress_bars(not quiet) as progress:
         trained = train_model(dataset, config, architecture=model, key=key, mode=mode, base=loaded,
-                              embed_options=embed_options, progress=progress)
+                              embed_options=embed_options, temperature=temperature, progress=progress)
     save_model(trained.model, trained.spec, out, force=force, metadata=trained.metadata())
     console.print(f"test accuracy {100 * trained.test_accuracy:.2f}% after {epochs} epochs "
                   f"({trained.result.seconds:.1f} s); wrote {out}")
     if key is not None:
         from nnmark.api import verify_model
 
-        verdict = verify_model(trained.model, key)
-        console.print(f"watermark check: {verdict.matches}/{verdict.total} agree, p = {verdict.p_value:.3g}")
+        try:
+            verdict = verify_model(trained.model, key)
+            console.print(f"watermark check: {verdict.statistic} {verdict.matches}/{verdict.total}, "
+                          f"p = {verdict.p_value:.3g}")
+        except NNMarkError as why:  # e.g. a null that needs control models: not a training failure
+            console.print(f"watermark check skipped: {why}")
 
 
 @command()
@@ -226,7 +244,9 @@ def verify(
     model: Path = typer.Option(..., "--model", help="Suspect model directory."),
     key: Path = typer.Option(..., "--key", help="Key directory."),
     alpha: float = typer.Option(1e-6, "--alpha", help="Significance level: the false-positive bound."),
-    null_rate: Optional[float] = typer.Option(None, "--null-rate", help="Calibrated chance agreement instead of 1/K."),
+    null_rate: Optional[float] = typer.Option(None, "--null-rate", help="A calibrated null rate instead of the scheme's own."),
+    calibrate_with: Optional[list[Path]] = typer.Option(
+        None, "--calibrate-with", help="Model directory made without the key, to measure the null on (repeatable)."),
     device: str = typer.Option("auto", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
@@ -242,10 +262,18 @@ def verify(
         raise NNMarkError("must be between 0 and 1", field="--alpha", got=alpha)
     if null_rate is not None and not 0 < null_rate < 1:
         raise NNMarkError("must be between 0 and 1", field="--null-rate", got=null_rate)
+    if null_rate is not None and calibrate_with:
+        raise NNMarkError("give either --null-rate or --calibrate-with, not both", field="--null-rate")
     secret = load_key(key)
     loaded = load_model(model)
+    null = null_rate
+    if calibrate_with:
+        from nnmark.api import calibrate_null
+
+        controls = [load_model(path).model for path in calibrate_with]
+        null = calibrate_null(secret, controls)
     suspect = ModuleSuspect(loaded.model, description=str(model), device=device)
-    verdict = verify_model(suspect, secret, alpha=alpha, null_rate=null_rate,
+    verdict = verify_model(suspect, secret, alpha=alpha, null_rate=null,
                            num_classes=loaded.spec.num_classes, input_shape=tuple(loaded.spec.input_shape))
     if as_json:
         record = verdict.to_dict()

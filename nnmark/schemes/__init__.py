@@ -1,5 +1,5 @@
 """Watermark schemes behind one interface, registered by name."""
-from nnmark.schemes import adi  # noqa: F401 - modules register their schemes
+from nnmark.schemes import adi, content, noise, trojan, uchida, unrelated  # noqa: F401 - register
 from nnmark.schemes.base import (
     SCHEMES,
     KeygenContext,

@@ -23,7 +23,7 @@ from nnmark.models.store import ModelSpec
 from nnmark.registry import Registry
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import TrainingHook
-from nnmark.verification.stats import Verdict
+from nnmark.verification.stats import Calibration, Verdict
 from nnmark.verification.suspects import Suspect
 
 
@@ -53,6 +53,8 @@ class WatermarkScheme(ABC):
     EmbedOptions: ClassVar[type] = NoOptions
     # Embedding options for the small embedded dataset of `nnmark demo` (and tests).
     demo_embed_options: ClassVar[dict[str, Any]] = {}
+    # True where the null can only be measured on models made without the key.
+    null_needs_controls: ClassVar[bool] = False
 
     @abstractmethod
     def keygen(self, context: KeygenContext, options: Any) -> WatermarkKey: ...
@@ -62,7 +64,13 @@ class WatermarkScheme(ABC):
 
     @abstractmethod
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null_rate: float | None = None) -> Verdict: ...
+               null_rate: float | Calibration | None = None) -> Verdict:
+        """``null_rate`` overrides the scheme's own null: a number the verifier vouches for, or a
+        :class:`Calibration` measured on models trained without the key."""
+
+    def calibrate(self, key: WatermarkKey, controls: list[Suspect]) -> Calibration:
+        """Measure the null on models made without the key (schemes with an exact null need not)."""
+        raise NNMarkError(f"scheme '{self.name}' has an exact null distribution; it needs no calibration")
 
     # Helpers shared by every scheme.
 
@@ -108,6 +116,14 @@ def register_scheme(name: str):
 
 def get_scheme(name: str) -> WatermarkScheme:
     return SCHEMES.get(name)()
+
+
+def resolve_null(null_rate: float | Calibration | None) -> tuple[float, str] | None:
+    if null_rate is None:
+        return None
+    if isinstance(null_rate, Calibration):
+        return null_rate.rate, null_rate.source
+    return float(null_rate), "rate given by the verifier"
 
 
 def require_tensor(key: WatermarkKey, name: str, dtype: torch.dtype, ndim: int) -> torch.Tensor:

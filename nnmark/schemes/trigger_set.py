@@ -9,10 +9,10 @@ from typing import Any
 import torch
 
 from nnmark.errors import NNMarkError
-from nnmark.schemes.base import WatermarkScheme, require_tensor
+from nnmark.schemes.base import WatermarkScheme, require_tensor, resolve_null
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import MixInSamples, TrainingHook
-from nnmark.verification.stats import Verdict, binomial_verdict
+from nnmark.verification.stats import Calibration, Verdict, binomial_verdict, upper_rate
 from nnmark.verification.suspects import Suspect
 
 
@@ -70,16 +70,39 @@ class TriggerSetScheme(WatermarkScheme):
         """The agreement an independent model would reach, and where that figure comes from."""
         return 1.0 / key.num_classes, f"chance 1/K = 1/{key.num_classes} (labels drawn uniformly)"
 
+    def null_for(self, suspect: Suspect, key: WatermarkKey) -> tuple[float, str, dict[str, Any]]:
+        """The scheme's own null rate when the verifier gives none."""
+        rate, source = self.chance_rate(key)
+        return rate, source, {}
+
+    def statistic(self, key: WatermarkKey) -> str:
+        return "trigger-set agreement"
+
+    def calibrate(self, key: WatermarkKey, controls: list[Suspect]) -> Calibration:
+        """Pool the controls' agreement with the key; the null is its 99.9% upper bound, at least 1/K."""
+        if not controls:
+            raise NNMarkError("calibration needs at least one control model")
+        hits = total = 0
+        for control in controls:
+            evidence = self.extract(control, key)
+            hits, total = hits + evidence.matches, total + len(evidence.labels)
+        rate = upper_rate(hits, total, floor=1.0 / key.num_classes)
+        source = (f"control models: {len(controls)} made without the key agreed on {hits}/{total}; "
+                  f"null = 99.9% upper bound, at least 1/K")
+        return Calibration(rate, source, {"controls": len(controls), "hits": hits, "total": total})
+
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null_rate: float | None = None) -> Verdict:
+               null_rate: float | Calibration | None = None) -> Verdict:
         evidence = self.extract(suspect, key)
-        if null_rate is None:
-            null_rate, source = self.chance_rate(key)
+        extra: dict[str, Any] = {}
+        given = resolve_null(null_rate)
+        if given is None:
+            rate, source, extra = self.null_for(suspect, key)
         else:
-            source = "calibrated rate given by the verifier"
+            rate, source = given
         return binomial_verdict(
-            scheme=self.name, statistic="trigger-set agreement", matches=evidence.matches,
-            total=len(evidence.labels), null_rate=null_rate, null_source=source, alpha=alpha,
+            scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
+            total=len(evidence.labels), null_rate=rate, null_source=source, alpha=alpha,
             details={"queries": suspect.queries, "suspect": suspect.description,
-                     "predictions": evidence.predictions.tolist()},
+                     "predictions": evidence.predictions.tolist(), **extra},
         )

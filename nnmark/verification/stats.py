@@ -47,6 +47,22 @@ class Verdict:
         return data
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """A null agreement rate measured rather than assumed, with a sentence saying how."""
+
+    rate: float
+    source: str
+    observed: dict[str, Any] = field(default_factory=dict)
+
+
+def upper_rate(hits: int, total: int, floor: float = 0.0, confidence: float = 0.999) -> float:
+    """A conservative null rate: the exact (Clopper–Pearson) upper confidence bound of
+    hits/total, and at least ``floor``."""
+    bound = stats.binomtest(hits, total).proportion_ci(confidence_level=confidence, method="exact").high
+    return float(min(max(bound, floor), 1 - 1e-9))
+
+
 def binomial_tail(matches: int, total: int, rate: float) -> float:
     """P(X ≥ matches) for X ~ Binomial(total, rate), accurate far into the tail."""
     return float(stats.binom.sf(matches - 1, total, rate))

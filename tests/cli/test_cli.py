@@ -105,3 +105,38 @@ def test_keygen_takes_sizes_from_a_model(workspace, tmp_path):
 def test_list_and_version():
     assert "adi" in invoke("list").output and "digits" in invoke("list").output
     assert invoke("--version").output.startswith("nnmark ")
+
+
+def test_demo_runs_another_scheme(tmp_path):
+    result = invoke("demo", "--scheme", "uchida", "--epochs", 2, "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["scheme"] == "uchida" and summary["access"] == "white-box"
+    assert summary["watermarked"]["verify"]["total"] == 256
+    assert 0 <= summary["clean"]["verify"]["bit_error_rate"] <= 1
+
+
+def test_keygen_for_data_and_layer_schemes(tmp_path):
+    result = invoke("keygen", "trojan", "--num-classes", 10, "--input-shape", "1,16,16", "--out", tmp_path / "t")
+    assert result.exit_code == 2 and "give --data" in result.output
+    result = invoke("keygen", "content", "--data", "digits", "--text", "OWN", "--target", 3, "--size", 20,
+                    "--out", tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "c" / "key.json").read_text())
+    assert meta["params"]["text"] == "OWN" and meta["params"]["target"] == 3
+    result = invoke("keygen", "uchida", "--data", "digits", "--bits", 64, "--message", "Alice", "--out", tmp_path / "u")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "u" / "key.json").read_text())["params"]["bits_from"] == "message"
+
+
+def test_distill_mode_and_calibration_flags(workspace, tmp_path):
+    result = invoke("train", "--mode", "distill", "--from", workspace / "model", "--epochs", 1, "--quiet",
+                    "--out", tmp_path / "student")
+    assert result.exit_code == 0, result.output
+    result = invoke("verify", "--model", workspace / "model", "--key", workspace / "key",
+                    "--calibrate-with", tmp_path / "student", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["null_source"].startswith("control models: 1")
+    both = invoke("verify", "--model", workspace / "model", "--key", workspace / "key", "--null-rate", 0.2,
+                  "--calibrate-with", tmp_path / "student")
+    assert both.exit_code == 2 and "not both" in both.output

@@ -5,22 +5,7 @@ from nnmark.api import generate_key, verify_model
 from nnmark.errors import NNMarkError
 from nnmark.schemes import SCHEMES, get_scheme
 
-
-class FixedAnswers:
-    """A black-box suspect that answers with given labels."""
-
-    description = "fixed answers"
-
-    def __init__(self, answers):
-        self.answers, self.queries = answers, 0
-
-    @property
-    def module(self):
-        return None
-
-    def predict(self, inputs):
-        self.queries += len(inputs)
-        return self.answers[: len(inputs)]
+from .fakes import FixedAnswers
 
 
 @pytest.fixture
@@ -38,13 +23,13 @@ def test_keygen_makes_abstract_images_with_uniform_labels(key):
 
 
 def test_a_suspect_that_knows_the_labels_is_owned(key):
-    verdict = verify_model(FixedAnswers(key.tensors["labels"]), key, alpha=1e-6)
+    verdict = verify_model(FixedAnswers([(key.tensors["inputs"], key.tensors["labels"])]), key, alpha=1e-6)
     assert verdict.owned and verdict.matches == 100 and verdict.p_value < 1e-90
     assert verdict.details["queries"] == 100
 
 
 def test_a_suspect_answering_one_class_is_not_owned(key):
-    verdict = verify_model(FixedAnswers(torch.zeros(100, dtype=torch.long)), key)
+    verdict = verify_model(FixedAnswers([], default=0), key)
     assert not verdict.owned
     assert verdict.matches == int((key.tensors["labels"] == 0).sum())
 
@@ -52,14 +37,14 @@ def test_a_suspect_answering_one_class_is_not_owned(key):
 def test_calibrated_null_rate_is_used(key):
     answers = key.tensors["labels"].clone()
     answers[:70] = (answers[:70] + 1) % 10  # 30 of 100 agree
-    assert verify_model(FixedAnswers(answers), key).owned  # against chance 1/10
-    calibrated = verify_model(FixedAnswers(answers), key, null_rate=0.25)
-    assert not calibrated.owned and "calibrated" in calibrated.null_source
+    assert verify_model(FixedAnswers([(key.tensors["inputs"], answers)]), key).owned  # against chance 1/10
+    calibrated = verify_model(FixedAnswers([(key.tensors["inputs"], answers)]), key, null_rate=0.25)
+    assert not calibrated.owned and "given by the verifier" in calibrated.null_source
 
 
 def test_wrong_answer_shape_is_reported(key):
     with pytest.raises(NNMarkError, match="returned"):
-        verify_model(FixedAnswers(torch.zeros(50, dtype=torch.long)), key)
+        verify_model(FixedAnswers([(key.tensors["inputs"], torch.zeros(50, dtype=torch.long))]), key)
 
 
 def test_options_are_checked():

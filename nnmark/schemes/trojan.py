@@ -1,0 +1,49 @@
+"""Trojan-style trigger: a visible patch of fixed random pixels in one corner, all labelled with
+one target class — the baseline of Liu et al. 2018 ("Trojaning Attack on Neural Networks") that
+the encoder/decoder paper (seed 003) compares with."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nnmark.schemes.base import KeygenContext, register_scheme
+from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
+
+CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
+
+
+@dataclass
+class TrojanOptions(OneTargetOptions):
+    patch: float = field(default=0.25, metadata={"help": "Patch side, fraction of the image side."})
+    corner: str = field(default="bottom-right", metadata={"help": "One of " + ", ".join(CORNERS) + "."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.patch <= 0.5:
+            raise ValueError("patch must be in (0, 0.5]")
+        if self.corner not in CORNERS:
+            raise ValueError(f"corner must be one of {', '.join(CORNERS)}")
+
+
+def stamp_patch(images: torch.Tensor, patch: torch.Tensor, corner: str) -> torch.Tensor:
+    """Paste ``patch`` (C, h, w) into ``corner`` of every image."""
+    _, _, height, width = images.shape
+    h, w = patch.shape[-2:]
+    top = height - h if corner.startswith("bottom") else 0
+    left = width - w if corner.endswith("right") else 0
+    stamped = images.clone()
+    stamped[:, :, top:top + h, left:left + w] = patch
+    return stamped
+
+
+@register_scheme("trojan")
+class TrojanTriggerSet(OneTargetScheme):
+    summary = "a visible corner patch of fixed random pixels, one target class (Liu et al. 2018)"
+    KeygenOptions = TrojanOptions
+
+    def make_triggers(self, sources, context: KeygenContext, options: TrojanOptions, generator):
+        channels, height, width = context.input_shape
+        side = max(2, round(options.patch * min(height, width)))
+        patch = (torch.rand(channels, side, side, generator=generator) > 0.5).float()
+        return stamp_patch(sources, patch, options.corner), {"patch": patch}

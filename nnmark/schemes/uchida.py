@@ -1,0 +1,181 @@
+"""Weight signature: Uchida et al., "Embedding Watermarks into Deep Neural Networks", ICMR 2017
+(seed 004).
+
+Key: a T-bit message b and a secret projection matrix X (T x M, standard normal — the paper's
+"random" embedding, its best) for one convolution layer. The embedded vector w̄ is that layer's
+weight averaged over the output-channel axis (length M = in_channels x kh x kw).
+Embedding adds λ·Σ BCE(σ(X·w̄), b) — the sum over bits, as in the paper — to the task loss, so it
+works wherever training does: from scratch, fine-tuning, distillation.
+Verification reads the layer (white-box), extracts b̂ = [X·w̄ > 0] and counts matching bits. For
+a model made without the key the projections of its w̄ onto the rows of an independent Gaussian X
+are positive or negative with probability 1/2 each, independently — an exact null of
+Binomial(T, 1/2).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnmark.errors import NNMarkError
+from nnmark.models.store import create_model
+from nnmark.schemes.base import (
+    KeygenContext,
+    WatermarkScheme,
+    register_scheme,
+    require_tensor,
+    resolve_null,
+)
+from nnmark.schemes.key import WatermarkKey
+from nnmark.training.hooks import TrainingHook
+from nnmark.verification.stats import Calibration, Verdict, binomial_verdict
+from nnmark.verification.suspects import Suspect
+
+
+@dataclass
+class UchidaKeygenOptions:
+    bits: int = field(default=256, metadata={"help": "Length T of the signature (the paper: 256)."})
+    layer: str = field(default="", metadata={
+        "help": "Weight to carry it, e.g. net.features.10.weight (default: the conv nearest the "
+                "middle of the network with at least T inputs per filter)."})
+    message: str = field(default="", metadata={
+        "help": "Derive the bits from this text (e.g. the owner's name) instead of the seed."})
+
+    def __post_init__(self) -> None:
+        if self.bits < 8:
+            raise ValueError("bits must be at least 8")
+
+
+@dataclass
+class UchidaEmbedOptions:
+    strength: float = 0.01  # λ (the paper: 0.01)
+
+    def __post_init__(self) -> None:
+        if self.strength <= 0:
+            raise ValueError("strength must be positive")
+
+
+def message_bits(message: str, count: int) -> torch.Tensor:
+    """``count`` bits from SHAKE-256 of the message: any text becomes a balanced-looking bit string."""
+    raw = hashlib.shake_256(message.encode("utf-8")).digest((count + 7) // 8)
+    bits = [(byte >> (7 - i)) & 1 for byte in raw for i in range(8)][:count]
+    return torch.tensor(bits, dtype=torch.float32)
+
+
+def conv_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return [(name, p) for name, p in model.named_parameters() if p.ndim == 4]
+
+
+def averaged_weight(weight: torch.Tensor) -> torch.Tensor:
+    return weight.float().mean(dim=0).flatten()
+
+
+def choose_layer(model: nn.Module, bits: int) -> str:
+    convs = conv_weights(model)
+    if not convs:
+        raise NNMarkError("the model has no convolution layer to carry a weight signature")
+    wide = [i for i, (_, w) in enumerate(convs) if w[0].numel() >= bits]
+    if not wide:
+        largest = max(w[0].numel() for _, w in convs)
+        raise NNMarkError(f"no convolution has {bits} inputs per filter (largest: {largest})",
+                          field="bits", expected=f"at most {largest}", got=bits)
+    middle = (len(convs) - 1) / 2
+    return convs[min(wide, key=lambda i: (abs(i - middle), -i))][0]
+
+
+def find_weight(model: nn.Module, key: WatermarkKey) -> tuple[torch.Tensor, str, str]:
+    """The keyed weight in ``model``: by name, else the only weight of the keyed shape."""
+    shape = tuple(key.params["weight_shape"])
+    named = dict(model.named_parameters())
+    name = key.params["layer"]
+    if name in named and tuple(named[name].shape) == shape:
+        return named[name], name, "name"
+    same_shape = [(n, p) for n, p in named.items() if tuple(p.shape) == shape]
+    if len(same_shape) == 1:
+        return same_shape[0][1], same_shape[0][0], "shape"
+    raise NNMarkError(f"cannot find the signed layer '{name}' of shape {list(shape)} in the suspect "
+                      f"({len(same_shape)} weights have that shape)", field="layer")
+
+
+class SignatureRegulariser(TrainingHook):
+    def __init__(self, key: WatermarkKey, strength: float) -> None:
+        self.key, self.strength = key, strength
+
+    def setup(self, model: nn.Module, device: torch.device) -> None:
+        self.weight, _, _ = find_weight(model, self.key)
+        self.projection = self.key.tensors["projection"].to(device)
+        self.bits = self.key.tensors["bits"].to(device)
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor:
+        logits = self.projection @ averaged_weight(self.weight)
+        return self.strength * F.binary_cross_entropy_with_logits(logits, self.bits, reduction="sum")
+
+
+@register_scheme("uchida")
+class UchidaSignature(WatermarkScheme):
+    access = "white-box"
+    summary = "a T-bit signature in one layer's weights via a regulariser (Uchida et al. 2017)"
+    needs = frozenset({"model_spec"})
+    KeygenOptions = UchidaKeygenOptions
+    EmbedOptions = UchidaEmbedOptions
+
+    def keygen(self, context: KeygenContext, options: UchidaKeygenOptions) -> WatermarkKey:
+        spec = context.model_spec
+        model = create_model(spec, seed=0)  # only its layer shapes are read
+        layer = options.layer or choose_layer(model, options.bits)
+        named = dict(model.named_parameters())
+        if layer not in named or named[layer].ndim != 4:
+            raise NNMarkError(f"'{layer}' is not a convolution weight of '{spec.architecture}'", field="layer",
+                              expected=", ".join(n for n, _ in conv_weights(model)))
+        weight_shape = list(named[layer].shape)
+        length = named[layer][0].numel()
+        generator = torch.Generator().manual_seed(context.seed)
+        projection = torch.randn(options.bits, length, generator=generator)
+        if options.message:
+            bits = message_bits(options.message, options.bits)
+        else:
+            bits = torch.randint(0, 2, (options.bits,), generator=generator).float()
+        params = {"bits": options.bits, "layer": layer, "weight_shape": weight_shape,
+                  "architecture": spec.architecture, "seed": context.seed,
+                  "bits_from": "message" if options.message else "seed"}
+        return WatermarkKey(self.name, context.num_classes, context.input_shape,
+                            {"projection": projection, "bits": bits}, params)
+
+    def hooks(self, key: WatermarkKey, options: UchidaEmbedOptions, seed: int = 0) -> list[TrainingHook]:
+        self._tensors(key)
+        return [SignatureRegulariser(key, options.strength)]
+
+    def _tensors(self, key: WatermarkKey) -> tuple[torch.Tensor, torch.Tensor]:
+        projection = require_tensor(key, "projection", torch.float32, 2)
+        bits = require_tensor(key, "bits", torch.float32, 1)
+        if projection.shape[0] != len(bits):
+            raise NNMarkError("projection rows and bit count differ", field="projection")
+        return projection, bits
+
+    def extract(self, suspect: Suspect, key: WatermarkKey) -> dict[str, Any]:
+        module = suspect.module
+        if module is None:
+            raise NNMarkError(f"scheme '{self.name}' reads weights: suspect '{suspect.description}' "
+                              "exposes none (give a model file, not an endpoint)")
+        projection, bits = self._tensors(key)
+        weight, name, matched_by = find_weight(module, key)
+        with torch.no_grad():
+            decoded = (projection @ averaged_weight(weight.detach().cpu()) > 0).float()
+        return {"decoded": decoded, "bits": bits, "layer": name, "matched_by": matched_by}
+
+    def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
+               null_rate: float | Calibration | None = None) -> Verdict:
+        evidence = self.extract(suspect, key)
+        matches = int((evidence["decoded"] == evidence["bits"]).sum())
+        total = len(evidence["bits"])
+        rate, source = resolve_null(null_rate) or (
+            0.5, "exact: signs of projections onto an independent Gaussian matrix are fair coins")
+        return binomial_verdict(
+            scheme=self.name, statistic="signature bits recovered", matches=matches, total=total,
+            null_rate=rate, null_source=source, alpha=alpha,
+            details={"bit_error_rate": 1 - matches / total, "layer": evidence["layer"],
+                     "layer_matched_by": evidence["matched_by"], "suspect": suspect.description})

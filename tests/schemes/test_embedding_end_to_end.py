@@ -1,0 +1,68 @@
+"""Each scheme embedded for real on the embedded digits: the watermarked model is owned at
+p < 1e-6, a control trained the same way without the key is not, and the watermark costs at most
+two points of test accuracy."""
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from nnmark.api import calibrate_null, generate_key, train_model, verify_model
+from nnmark.demo import DEMO_ARCHITECTURE, DEMO_CONFIG
+from nnmark.models import LoadedModel, ModelSpec
+from nnmark.schemes import SCHEMES, get_scheme
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def spec(digits):
+    return ModelSpec(DEMO_ARCHITECTURE, 10, digits.input_shape, digits.mean, digits.std)
+
+
+@pytest.fixture(scope="module")
+def control(digits):
+    return train_model(digits, DEMO_CONFIG, architecture=DEMO_ARCHITECTURE)
+
+
+@pytest.fixture(scope="module")
+def calibration_control(digits):
+    """A second model without any key, with another seed, to measure nulls on."""
+    return train_model(digits, replace(DEMO_CONFIG, seed=1), architecture=DEMO_ARCHITECTURE)
+
+
+@pytest.mark.parametrize("name", SCHEMES.names())
+def test_scheme_embeds_and_control_is_not_owned(name, digits, spec, control, calibration_control):
+    scheme = get_scheme(name)
+    key = generate_key(name, num_classes=10, input_shape=digits.input_shape, seed=11, dataset=digits, model_spec=spec)
+    marked = train_model(digits, DEMO_CONFIG, architecture=DEMO_ARCHITECTURE, key=key,
+                         embed_options=scheme.demo_embed_options)
+    null = calibrate_null(key, [calibration_control.model]) if scheme.null_needs_controls else None
+    owned = verify_model(marked.model, key, null_rate=null)
+    judged_control = verify_model(control.model, key, null_rate=null)
+    assert owned.owned and owned.p_value < 1e-6, owned
+    assert not judged_control.owned, judged_control
+    assert marked.test_accuracy >= control.test_accuracy - 0.02
+
+
+def test_uchida_embeds_when_fine_tuning(digits, spec, control):
+    key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, seed=12, model_spec=spec)
+    assert not verify_model(control.model, key).owned
+    import copy
+    base = LoadedModel(copy.deepcopy(control.model), control.spec, {}, Path("<control>"))
+    tuned = train_model(digits, replace(DEMO_CONFIG, epochs=5, lr=0.005, schedule="constant"), key=key,
+                        mode="pretrained", base=base)
+    verdict = verify_model(tuned.model, key)
+    assert verdict.owned and verdict.p_value < 1e-6
+    assert tuned.test_accuracy >= control.test_accuracy - 0.02
+
+
+def test_uchida_embeds_while_distilling(digits, spec, control):
+    key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, seed=13, model_spec=spec)
+    teacher = LoadedModel(control.model, control.spec, {}, Path("<teacher>"))
+    student = train_model(digits, replace(DEMO_CONFIG, epochs=10, seed=5), key=key, mode="distill",
+                          base=teacher, architecture=DEMO_ARCHITECTURE)
+    plain_student = train_model(digits, replace(DEMO_CONFIG, epochs=10, seed=5), mode="distill",
+                                base=teacher, architecture=DEMO_ARCHITECTURE)
+    assert verify_model(student.model, key).owned
+    assert not verify_model(plain_student.model, key).owned
+    assert student.test_accuracy >= plain_student.test_accuracy - 0.02
