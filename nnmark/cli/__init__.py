@@ -288,6 +288,111 @@ def verify(
                   f"false-positive rate of this rule {verdict.false_positive_rate:.3g}")
 
 
+@command()
+def attack(
+    model: Path = typer.Option(..., "--model", help="Victim model directory."),
+    key: Path = typer.Option(..., "--key", help="The victim's key, to measure the evidence before and after."),
+    attack_spec: str = typer.Option(..., "--attack", help="Attack name or chain, e.g. prune:0.5+ftal:5."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="Strength of a single attack."),
+    data: str = typer.Option("digits", "--data", help="Dataset the attacker draws from."),
+    data_dir: Optional[Path] = DataDirOption,
+    fraction: float = typer.Option(0.3, "--fraction", help="Fraction of the training set the attacker holds."),
+    seed: int = typer.Option(0, "--seed"),
+    alpha: float = typer.Option(1e-6, "--alpha"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the attacked model here."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print before/after as JSON."),
+) -> None:
+    """Apply a removal attack (or chain) to a model and report accuracy and evidence before and after."""
+    from dataclasses import replace as dc_replace
+
+    from nnmark.api import verify_model
+    from nnmark.attacks import AttackContext, parse_chain, run_chain
+    from nnmark.data.base import load_dataset
+    from nnmark.io import ensure_can_write
+    from nnmark.models.store import load_model, save_model
+    from nnmark.schemes.key import load_key
+    from nnmark.training.trainer import evaluate
+
+    if out is not None:
+        ensure_can_write(out, force)
+    if not 0 < fraction <= 1:
+        raise NNMarkError("must be in (0, 1]", field="--fraction", got=fraction)
+    steps = parse_chain(attack_spec)
+    if strength is not None and len(steps) > 1:
+        raise NNMarkError("--strength applies to a single attack; give chain strengths as name:value",
+                          field="--strength")
+    secret = load_key(key)
+    victim = load_model(model)
+    dataset = load_dataset(data, data_dir)
+    context = AttackContext(dataset.subset(fraction, seed), victim.spec, seed=seed, victim_key=secret)
+    with progress_bars() as progress:
+        attacked = run_chain(victim.model, steps, dc_replace(context, progress=progress), strength)
+    rows = {}
+    for name, module in (("before", victim.model), ("after", attacked)):
+        verdict = verify_model(module, secret, alpha=alpha)
+        rows[name] = {"test_accuracy": evaluate(module, dataset.test_x, dataset.test_y),
+                      "owned": verdict.owned, "p_value": verdict.p_value,
+                      "matches": verdict.matches, "total": verdict.total}
+    if out is not None:
+        save_model(attacked, victim.spec, out, force=force,
+                   metadata={"attacked_from": str(model), "attack": attack_spec, "strength": strength,
+                             "test_accuracy": rows["after"]["test_accuracy"]})
+    if as_json:
+        print(json.dumps({"attack": attack_spec, "strength": strength, **rows}, indent=2))
+        return
+    from nnmark.reporting.tables import format_p_value
+
+    for name, row in rows.items():
+        console.print(f"{name:>6}: test acc {100 * row['test_accuracy']:.1f}%, evidence "
+                      f"{row['matches']}/{row['total']}, p {format_p_value(row['p_value'])}, "
+                      f"{'OWNED' if row['owned'] else 'not owned'}")
+    if out is not None:
+        console.print(f"wrote {out}")
+
+
+@command()
+def bench(
+    schemes: str = typer.Option("adi,uchida", "--schemes", help="Comma-separated scheme names, or 'all'."),
+    attacks: Optional[str] = typer.Option(None, "--attacks",
+                                          help="Comma-separated attacks or chains (a+b+c); default: the standard set."),
+    data: str = typer.Option("digits", "--data"),
+    data_dir: Optional[Path] = DataDirOption,
+    model: str = typer.Option("small-cnn", "--model", help="Victim architecture."),
+    epochs: int = typer.Option(20, "--epochs", help="Victim training epochs."),
+    fraction: float = typer.Option(0.3, "--fraction", help="Fraction of the training set the attacker holds."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeat each cell over this many seeds (mean and 95% CI)."),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="Accuracy drop an attack may cause and still count."),
+    alpha: float = typer.Option(1e-6, "--alpha"),
+    quick: bool = typer.Option(False, "--quick", help="A small sweep: a couple of strengths per attack."),
+    out: Path = typer.Option(..., "--out", help="Bench directory (reused as a cache across runs)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty directory that is not a bench."),
+) -> None:
+    """Attack a watermarked victim per scheme over strength sweeps; write results.json, results.md, plots."""
+    from nnmark.attacks.bench import DEFAULT_ATTACKS, BenchConfig, run_bench
+    from nnmark.schemes.base import SCHEMES
+    from nnmark.training.trainer import TrainConfig
+
+    scheme_list = SCHEMES.names() if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
+    attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else list(DEFAULT_ATTACKS)
+    config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=model, attacker_fraction=fraction,
+                         seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha,
+                         victim=TrainConfig(epochs=epochs, batch_size=64, lr=0.05))
+    with progress_bars() as progress:
+        results = run_bench(config, out, data_dir=data_dir, force=force, progress=progress,
+                            log=lambda message: err_console.print(f"[dim]{message}[/]"))
+    removed = [r for r in results["summary"] if r["removed_rate"] > 0]
+    console.print(f"{len(results['records'])} records ({results['cache']['computed']} computed, "
+                  f"{results['cache']['reused']} reused from cache)")
+    for row in removed:
+        strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
+        console.print(f"removed: {row['scheme']} by {row['attack']} at {strength} "
+                      f"(accuracy {100 * row['test_accuracy']:.1f}%)")
+    if not removed:
+        console.print("no attack removed any watermark within the accuracy tolerance")
+    console.print(f"wrote {out}/results.json, results.md and plots/")
+
+
 @command(name="list")
 def list_components() -> None:
     """List the datasets, model architectures and watermark schemes available."""
@@ -297,6 +402,9 @@ def list_components() -> None:
 
     console.print("datasets: " + ", ".join(DATASETS.names()) + ", folder:PATH")
     console.print("models:   " + ", ".join(MODELS.names()))
+    from nnmark.attacks import ATTACKS
+
+    console.print("attacks:  " + ", ".join(ATTACKS.names()))
     console.print("schemes:")
     for name in SCHEMES.names():
         cls = SCHEMES.get(name)

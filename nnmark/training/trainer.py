@@ -93,13 +93,15 @@ def fit(
     augmentation: Augmentation | None = None,
     hooks: Sequence[TrainingHook] = (),
     parameters: Iterable[nn.Parameter] | None = None,
+    freeze_batchnorm: bool = False,
     progress=None,  # rich.progress.Progress, or None for silence
     description: str = "training",
 ) -> TrainResult:
     """Train ``model`` in place on ``inputs`` (N,C,H,W in [0, 1]) and ``targets``.
 
     ``targets`` are class indices, or class probabilities (N, K) for distillation. ``parameters``
-    restricts which parameters the optimiser updates (default: all).
+    restricts which parameters the optimiser updates (default: all); ``freeze_batchnorm`` also
+    keeps batch-norm running statistics as they are (for fine-tuning the last layer only).
     """
     device = resolve_device(config.device)
     on_cuda = device.type == "cuda"
@@ -136,6 +138,10 @@ def fit(
         torch.manual_seed(config.seed)
         generator = torch.Generator(device=device).manual_seed(config.seed)
         model.train()
+        if freeze_batchnorm:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         step = 0
         for epoch in range(config.epochs):
             order = torch.randperm(n, device=device, generator=generator)

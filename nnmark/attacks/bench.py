@@ -1,0 +1,264 @@
+"""The robustness benchmark: train (or reuse) one watermarked victim per scheme, run each attack
+over its strength sweep, and record test accuracy and watermark evidence after every step.
+
+An attack *removes* a watermark only when the verdict flips to "not owned" while the attacked
+model's test accuracy stays within ``tolerance`` of the victim's: destroying the model is not
+removing the mark.
+
+Everything expensive is cached in the output directory by a hash of what determines it, so a
+re-run with one more attack trains nothing it already has.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from nnmark import __version__
+from nnmark.api import calibrate_null, generate_key, train_model, verify_model
+from nnmark.attacks.base import AttackContext, get_attack, parse_chain, run_chain
+from nnmark.data.base import Dataset, load_dataset
+from nnmark.errors import NNMarkError
+from nnmark.io import atomic_directory, read_json, write_json
+from nnmark.models.store import ModelSpec, load_model, save_model
+from nnmark.schemes.base import get_scheme
+from nnmark.schemes.key import load_key, save_key
+from nnmark.training.trainer import TrainConfig, evaluate
+
+MARKER = ".nnmark-bench"
+DEFAULT_ATTACKS = ("ftll", "ftal", "rtll", "rtal", "prune", "fine-prune", "distill", "quantize",
+                   "weight-noise", "input-transform", "overwrite")
+
+
+@dataclass
+class BenchConfig:
+    schemes: list[str]
+    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
+    dataset: str = "digits"
+    architecture: str = "small-cnn"
+    attacker_fraction: float = 0.3
+    seeds: int = 1
+    quick: bool = False
+    tolerance: float = 0.05
+    alpha: float = 1e-6
+    victim: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64, lr=0.05))
+    attack_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=64, lr=0.01,
+                                                                           schedule="constant"))
+
+    def __post_init__(self) -> None:
+        if not 0 < self.attacker_fraction <= 1:
+            raise NNMarkError("must be in (0, 1]", field="attacker_fraction", got=self.attacker_fraction)
+        if self.seeds < 1:
+            raise NNMarkError("must be at least 1", field="seeds", got=self.seeds)
+        if not 0 <= self.tolerance < 1:
+            raise NNMarkError("must be in [0, 1)", field="tolerance", got=self.tolerance)
+        for name in self.schemes:
+            get_scheme(name)
+        for spec in self.attacks:
+            parse_chain(spec)
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sweep(attack_spec: str, quick: bool) -> list[float | None]:
+    steps = parse_chain(attack_spec)
+    if len(steps) > 1 or steps[0].strength is not None:
+        return [None]  # a chain, or one fixed strength: a single cell
+    attack = get_attack(steps[0].attack)
+    return list(attack.quick_strengths if quick else attack.strengths)
+
+
+class Bench:
+    def __init__(self, config: BenchConfig, out: str | Path, data_dir: str | Path | None = None,
+                 progress=None, log=None) -> None:
+        self.config, self.out, self.progress = config, Path(out), progress
+        self.log = log or (lambda message: None)
+        self.data: Dataset = load_dataset(config.dataset, data_dir)
+        self.spec = ModelSpec(config.architecture, self.data.num_classes, self.data.input_shape,
+                              self.data.mean, self.data.std)
+        self.cache = self.out / "cache"
+        self.computed = self.reused = 0
+
+    # Cached artefacts -------------------------------------------------------------------
+
+    def _cached_model(self, name: str, train) -> tuple[Any, dict]:
+        directory = self.cache / name
+        if (directory / "model" / "model.json").is_file():
+            self.reused += 1
+            loaded = load_model(directory / "model")
+            return loaded.model, loaded.metadata
+        model, metadata = train()
+        key = metadata.pop("key", None)
+        with atomic_directory(directory, force=True) as staging:
+            save_model(model, self.spec, staging / "model", metadata=metadata)
+            if key is not None:
+                save_key(key, staging / "key")
+        self.computed += 1
+        return model, metadata
+
+    def control(self):
+        config = self.config
+        name = "control-" + _digest(config.dataset, config.architecture, asdict(config.victim), "seed+1")
+
+        def train():
+            self.log("training a control model without any key")
+            trained = train_model(self.data, replace(config.victim, seed=config.victim.seed + 1),
+                                  architecture=config.architecture, progress=self.progress,
+                                  description="control")
+            return trained.model, {"test_accuracy": trained.test_accuracy}
+
+        return self._cached_model(name, train)[0]
+
+    def victim(self, scheme: str):
+        config = self.config
+        name = f"victim-{scheme}-" + _digest(scheme, config.dataset, config.architecture, asdict(config.victim))
+        implementation = get_scheme(scheme)
+
+        def train():
+            self.log(f"training the {scheme} victim")
+            key = generate_key(scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
+                               seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec)
+            trained = train_model(self.data, config.victim, architecture=config.architecture, key=key,
+                                  embed_options=implementation.demo_embed_options, progress=self.progress,
+                                  description=f"victim {scheme}")
+            return trained.model, {"test_accuracy": trained.test_accuracy, "key": key}
+
+        model, metadata = self._cached_model(name, train)
+        key = load_key(self.cache / name / "key")
+        return model, key, metadata["test_accuracy"]
+
+    # Cells -------------------------------------------------------------------------------
+
+    def cell(self, scheme: str, victim, key, victim_accuracy: float, null, attack_spec: str,
+             strength: float | None, seed: int) -> dict[str, Any]:
+        config = self.config
+        ident = _digest(scheme, key.commitment, attack_spec, strength, seed, config.attacker_fraction,
+                        asdict(config.attack_train), config.alpha, __version__)
+        path = self.cache / "cells" / f"{ident}.json"
+        if path.is_file():
+            self.reused += 1
+            return read_json(path, "cached result")
+        started = time.perf_counter()
+        steps = parse_chain(attack_spec)
+        attacker_data = self.data.subset(config.attacker_fraction, seed=seed)
+        context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
+                                victim_key=key, progress=self.progress)
+        attacked = run_chain(victim, steps, context, strength)
+        accuracy = evaluate(attacked, self.data.test_x, self.data.test_y, device=config.attack_train.device)
+        verdict = verify_model(attacked, key, alpha=config.alpha, null_rate=null)
+        epochs = sum(get_attack(step.attack).epochs(
+            strength if (strength is not None and len(steps) == 1) else
+            (step.strength if step.strength is not None else get_attack(step.attack).chain_strength), context)
+            for step in steps)
+        keeps_accuracy = accuracy >= victim_accuracy - config.tolerance
+        record = {
+            "scheme": scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+            "test_accuracy": accuracy, "victim_accuracy": victim_accuracy,
+            "owned": verdict.owned, "p_value": verdict.p_value, "matches": verdict.matches,
+            "total": verdict.total, "threshold": verdict.threshold, "statistic": verdict.statistic,
+            "evidence": verdict.agreement, "removed": (not verdict.owned) and keeps_accuracy,
+            "keeps_accuracy": keeps_accuracy,
+            "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": epochs},
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+        self.computed += 1
+        return record
+
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        records, victims = [], {}
+        control = None
+        for scheme in config.schemes:
+            victim, key, victim_accuracy = self.victim(scheme)
+            null = None
+            if get_scheme(scheme).null_needs_controls:
+                control = control if control is not None else self.control()
+                null = calibrate_null(key, [control])
+            baseline = verify_model(victim, key, alpha=config.alpha, null_rate=null)
+            victims[scheme] = {"test_accuracy": victim_accuracy, "owned": baseline.owned,
+                               "p_value": baseline.p_value, "matches": baseline.matches,
+                               "total": baseline.total, "statistic": baseline.statistic,
+                               "null_source": baseline.null_source}
+            for attack_spec in config.attacks:
+                for strength in _sweep(attack_spec, config.quick):
+                    self.log(f"{scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}")
+                    for seed in range(config.seeds):
+                        records.append(self.cell(scheme, victim, key, victim_accuracy, null, attack_spec,
+                                                 strength, seed))
+        return {"nnmark_version": __version__, "config": _config_json(config), "victims": victims,
+                "records": records, "summary": summarise(records),
+                "cache": {"computed": self.computed, "reused": self.reused}}
+
+
+def _config_json(config: BenchConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of a Student-t confidence interval (0 for a single value)."""
+    array = np.asarray(values, dtype=float)
+    if len(array) < 2:
+        return float(array.mean()), 0.0
+    half = stats.t.ppf((1 + confidence) / 2, len(array) - 1) * array.std(ddof=1) / np.sqrt(len(array))
+    return float(array.mean()), float(half)
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per scheme x attack x strength, aggregated over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["scheme"], record["attack"], record["strength"]), []).append(record)
+    rows = []
+    for (scheme, attack, strength), group in groups.items():
+        accuracy, accuracy_ci = mean_ci([r["test_accuracy"] for r in group])
+        evidence, evidence_ci = mean_ci([r["evidence"] for r in group])
+        rows.append({"scheme": scheme, "attack": attack, "strength": strength, "seeds": len(group),
+                     "test_accuracy": accuracy, "test_accuracy_ci95": accuracy_ci,
+                     "evidence": evidence, "evidence_ci95": evidence_ci,
+                     "owned_rate": float(np.mean([r["owned"] for r in group])),
+                     "removed_rate": float(np.mean([r["removed"] for r in group])),
+                     "max_p_value": max(r["p_value"] for r in group),
+                     "victim_accuracy": group[0]["victim_accuracy"],
+                     "threshold_fraction": max(r["threshold"] / r["total"] for r in group)})
+    return rows
+
+
+def prepare_output(out: str | Path, force: bool) -> Path:
+    """A bench directory is a workspace reused across runs (it holds the cache). Refuse any other
+    non-empty directory unless ``force``."""
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise NNMarkError("exists and is not a directory", path=out)
+        if not (out / MARKER).exists() and any(out.iterdir()) and not force:
+            raise NNMarkError("exists and is not an nnmark bench directory; refusing to write into it "
+                              "(pass --force, or choose another --out)", path=out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("nnmark bench workspace: results.json, results.md, plots/, cache/\n")
+    return out
+
+
+def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | None = None,
+              force: bool = False, progress=None, log=None) -> dict[str, Any]:
+    """Run the benchmark into ``out`` (reusing its cache) and write results.json, results.md and
+    plots/. Returns the results."""
+    from nnmark.reporting.robustness import markdown_table, plot_results
+
+    out = prepare_output(out, force)
+    results = Bench(config, out, data_dir, progress, log).run()
+    write_json(out / "results.json", results)
+    (out / "results.md.tmp").write_text(markdown_table(results))
+    (out / "results.md.tmp").replace(out / "results.md")
+    results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
+    return results

@@ -1,0 +1,57 @@
+"""Adi et al.'s four fine-tuning attacks (seed 000): strength is the number of epochs.
+
+* FTLL — fine-tune the last layer only; * FTAL — fine-tune all layers;
+* RTLL — re-initialise the last layer, then train it only; * RTAL — re-initialise it, train all.
+"""
+from __future__ import annotations
+
+import torch
+
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, last_linear, register_attack
+from nnmark.models.store import Classifier
+
+
+class FineTuneAttack(Attack):
+    strength_meaning = "epochs of training on the attacker's data"
+    strengths = (1, 5, 10)
+    quick_strengths = (1, 5)
+    chain_strength = 5
+    reinit_last: bool = False
+    last_only: bool = False
+
+    def epochs(self, strength: float, context: AttackContext) -> int:
+        return int(strength)
+
+    def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
+        attacked = clone(model)
+        last = last_linear(attacked)
+        if self.reinit_last:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(context.seed)
+                last.reset_parameters()
+        parameters = last.parameters() if self.last_only else None
+        return fine_tune(attacked, context, int(strength), parameters=parameters, freeze_batchnorm=self.last_only)
+
+
+@register_attack("ftll")
+class FTLL(FineTuneAttack):
+    summary = "fine-tune the last layer"
+    last_only = True
+
+
+@register_attack("ftal")
+class FTAL(FineTuneAttack):
+    summary = "fine-tune all layers"
+
+
+@register_attack("rtll")
+class RTLL(FineTuneAttack):
+    summary = "re-initialise the last layer and train it"
+    reinit_last = True
+    last_only = True
+
+
+@register_attack("rtal")
+class RTAL(FineTuneAttack):
+    summary = "re-initialise the last layer and train all layers"
+    reinit_last = True

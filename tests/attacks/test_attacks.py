@@ -1,0 +1,174 @@
+"""Each attack at one strength, checked for doing what it says (on a small digits model)."""
+import pytest
+import torch
+from torch import nn
+
+from nnmark.attacks import ATTACKS, AttackContext, AttackStep, get_attack, parse_chain, run_chain
+from nnmark.attacks.base import last_linear
+from nnmark.attacks.input_transform import InputTransformed, gaussian_blur, jpeg_like
+from nnmark.attacks.quantize import quantize_weight
+from nnmark.errors import NNMarkError
+from nnmark.models import ModelSpec, create_model
+from nnmark.schemes import WatermarkKey
+from nnmark.training import TrainConfig, evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def victim(digits):
+    spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
+    model = create_model(spec, seed=0)
+    fit(model, digits.train_x, digits.train_y, TrainConfig(epochs=4, batch_size=64, lr=0.05))
+    return model, spec
+
+
+@pytest.fixture(scope="module")
+def context(digits, victim):
+    key = WatermarkKey("adi", 10, digits.input_shape, {"inputs": torch.rand(4, 1, 16, 16), "labels": torch.arange(4)})
+    return AttackContext(digits.subset(0.2, seed=0), victim[1], seed=0,
+                         train=TrainConfig(epochs=1, batch_size=64, lr=0.01, schedule="constant"), victim_key=key)
+
+
+def params(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def changed(before, after):
+    return {name for name in before if not torch.equal(before[name], after[name])}
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_every_attack_returns_a_new_model_and_leaves_the_victim(name, victim, context):
+    model, _ = victim
+    before = params(model)
+    attack = get_attack(name)
+    attacked = attack.apply(model, attack.quick_strengths[0], context)
+    assert attacked is not model
+    assert not changed(before, params(model))
+    assert attacked(torch.rand(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_ftll_changes_only_the_last_layer(victim, context):
+    model, _ = victim
+    before = params(model)
+    after = params(get_attack("ftll").apply(model, 1, context))
+    assert changed(before, after) == {"net.classifier.3.weight", "net.classifier.3.bias"}
+
+
+def test_ftal_changes_every_layer(victim, context):
+    model, _ = victim
+    before = params(model)
+    assert changed(before, params(get_attack("ftal").apply(model, 1, context))) == set(before)
+
+
+def test_rtll_reinitialises_the_last_layer(victim, context):
+    model, _ = victim
+    attacked = get_attack("rtll").apply(model, 0, context)  # zero epochs: only the re-initialisation
+    assert changed(params(model), params(attacked)) == {"net.classifier.3.weight", "net.classifier.3.bias"}
+    fresh = nn.Linear(128, 10)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(context.seed)
+        fresh.reset_parameters()
+    assert torch.equal(last_linear(attacked).weight, fresh.weight)
+
+
+def test_prune_zeroes_that_fraction_of_each_layer(victim, context):
+    model, _ = victim
+    attacked = get_attack("prune").apply(model, 0.9, context)
+    for module in attacked.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            zero_fraction = (module.weight == 0).float().mean().item()
+            assert zero_fraction == pytest.approx(0.9, abs=0.01)
+    assert not any("weight_orig" in name for name, _ in attacked.named_parameters())
+
+
+def test_global_prune_reaches_the_fraction_overall(victim, context):
+    model, _ = victim
+    attacked = get_attack("prune-global").apply(model, 0.6, context)
+    weights = [m.weight for m in attacked.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeros / sum(w.numel() for w in weights) == pytest.approx(0.6, abs=0.001)
+
+
+def test_prune_then_tune_keeps_pruned_weights_at_zero(victim, context):
+    model, _ = victim
+    attacked = get_attack("prune-tune").apply(model, 0.5, context)
+    linear = last_linear(attacked)
+    assert (linear.weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.02)
+    assert not torch.equal(linear.weight, last_linear(model).weight)
+
+
+def test_fine_prune_silences_the_most_dormant_channels(victim, context):
+    model, _ = victim
+    attacked = get_attack("fine-prune").apply(model, 0.5, context)
+    conv, norm = attacked.net.features[10], attacked.net.features[11]
+    dead = (conv.weight.flatten(1).abs().sum(1) == 0)
+    assert int(dead.sum()) == 16
+    assert torch.all(norm.weight[dead] == 0) and torch.all(norm.bias[dead] == 0)
+
+
+def test_quantize_rounds_to_the_grid(victim, context):
+    model, _ = victim
+    attacked = get_attack("quantize").apply(model, 4, context)
+    weight = last_linear(attacked).weight
+    for row in weight:
+        levels = torch.unique(row)
+        assert len(levels) <= 15  # 2^4 - 1 symmetric levels
+    assert torch.allclose(quantize_weight(weight, 4), weight)
+    with pytest.raises(NNMarkError):
+        get_attack("quantize").apply(model, 1, context)
+
+
+def test_weight_noise_scales_with_each_layer(victim, context):
+    model, _ = victim
+    attacked = get_attack("weight-noise").apply(model, 0.1, context)
+    original, noisy = last_linear(model).weight, last_linear(attacked).weight
+    ratio = ((noisy - original).std() / original.std()).item()
+    assert ratio == pytest.approx(0.1, rel=0.2)
+
+
+def test_distill_makes_a_fresh_model_that_imitates(victim, context, digits):
+    model, _ = victim
+    student = get_attack("distill").apply(model, 10, context)
+    assert changed(params(model), params(student)) == set(params(model))
+    agreement = (student(digits.test_x).argmax(1) == model(digits.test_x).argmax(1)).float().mean()
+    assert agreement > 0.6
+
+
+def test_input_transforms_filter_queries_not_weights(victim, context):
+    model, _ = victim
+    attacked = get_attack("input-blur").apply(model, 1.0, context)
+    assert isinstance(attacked, InputTransformed) and not changed(params(model), params(attacked))
+    x = torch.rand(3, 1, 16, 16)
+    assert torch.allclose(attacked(x), model(gaussian_blur(x, 1.0)))
+    smooth = torch.full((1, 1, 16, 16), 0.5)
+    assert torch.allclose(jpeg_like(smooth, 50), smooth, atol=1 / 255)
+    noisy = torch.rand(1, 3, 16, 16)
+    assert (jpeg_like(noisy, 10) - noisy).abs().mean() > (jpeg_like(noisy, 90) - noisy).abs().mean()
+
+
+def test_overwrite_embeds_the_attackers_own_key(victim, context):
+    model, _ = victim
+    before = params(model)
+    attacked = get_attack("overwrite").apply(model, 1, context)
+    assert changed(before, params(attacked)) == set(before)
+    with pytest.raises(NNMarkError, match="victim's scheme"):
+        get_attack("overwrite").apply(model, 1, AttackContext(context.data, context.spec))
+
+
+def test_chains_parse_and_compose(victim, context):
+    steps = parse_chain("prune:0.5+ftll:1+quantize")
+    assert steps == [AttackStep("prune", 0.5), AttackStep("ftll", 1.0), AttackStep("quantize", None)]
+    assert str(steps[0]) == "prune:0.5"
+    model, _ = victim
+    chained = run_chain(model, parse_chain("prune:0.9+quantize:8"), context)
+    assert (last_linear(chained).weight == 0).float().mean() >= 0.89
+    with pytest.raises(NNMarkError, match="unknown attack 'melt'"):
+        parse_chain("prune+melt")
+    with pytest.raises(NNMarkError, match="must be a number"):
+        parse_chain("prune:lots")
+
+
+def test_an_attack_that_destroys_the_model_is_visible(victim, context, digits):
+    model, _ = victim
+    wrecked = get_attack("prune").apply(model, 0.9, context)
+    assert evaluate(wrecked, digits.test_x, digits.test_y) < evaluate(model, digits.test_x, digits.test_y) - 0.3

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from nnmark.attacks.bench import BenchConfig, mean_ci, prepare_output, run_bench, summarise
+from nnmark.cli import app
+from nnmark.errors import NNMarkError
+from nnmark.training import TrainConfig
+
+VICTIM = TrainConfig(epochs=10, batch_size=64, lr=0.05)
+
+
+def record(**overrides):
+    base = {"scheme": "adi", "attack": "prune", "strength": 0.5, "seed": 0, "test_accuracy": 0.9,
+            "victim_accuracy": 0.95, "owned": True, "p_value": 1e-9, "matches": 50, "total": 100,
+            "threshold": 28, "evidence": 0.5, "removed": False}
+    return {**base, **overrides}
+
+
+def test_mean_ci_and_summary_over_seeds():
+    mean, half = mean_ci([0.9, 0.92, 0.94])
+    assert mean == pytest.approx(0.92) and half == pytest.approx(4.303 * 0.02 / 3 ** 0.5, rel=1e-3)
+    assert mean_ci([0.5]) == (0.5, 0.0)
+    rows = summarise([record(seed=0), record(seed=1, owned=False, removed=True, evidence=0.1)])
+    assert len(rows) == 1 and rows[0]["seeds"] == 2
+    assert rows[0]["removed_rate"] == 0.5 and rows[0]["owned_rate"] == 0.5
+
+
+def test_output_directory_rules(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(NNMarkError, match="not an nnmark bench directory"):
+        prepare_output(tmp_path / "mine", force=False)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+    prepare_output(tmp_path / "bench", force=False)
+    prepare_output(tmp_path / "bench", force=False)  # a bench directory is reused
+
+
+def test_bad_config_is_named():
+    with pytest.raises(NNMarkError, match="unknown watermark scheme"):
+        BenchConfig(["nope"])
+    with pytest.raises(NNMarkError, match="unknown attack"):
+        BenchConfig(["adi"], ["prune+melt"])
+    with pytest.raises(NNMarkError, match="attacker_fraction"):
+        BenchConfig(["adi"], attacker_fraction=0)
+
+
+@pytest.mark.slow
+def test_small_bench_end_to_end_and_cache(tmp_path):
+    config = BenchConfig(["adi"], ["prune", "distill", "ftll:1+quantize:4"], quick=True, victim=VICTIM)
+    results = run_bench(config, tmp_path / "b")
+    out = tmp_path / "b"
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["victims"]["adi"]["owned"]
+    # prune at 0.5 and 0.9, distill at 10, and the chain: one record each
+    assert [(r["attack"], r["strength"]) for r in stored["records"]] == [
+        ("prune", 0.5), ("prune", 0.9), ("distill", 10), ("ftll:1+quantize:4", None)]
+    for r in stored["records"]:
+        assert {"scheme", "attack", "strength", "test_accuracy", "owned", "p_value"} <= set(r)
+        assert r["removed"] == ((not r["owned"]) and r["test_accuracy"] >= r["victim_accuracy"] - 0.05)
+    assert stored["records"][2]["budget"]["epochs"] == 10
+    assert "| adi | prune | 0.9 |" in (out / "results.md").read_text()
+    assert (out / "plots" / "adi.png").stat().st_size > 10_000
+    assert results["cache"]["computed"] == 5  # the victim and four cells
+
+    again = run_bench(BenchConfig(["adi"], ["prune", "distill", "ftll:1+quantize:4", "quantize"], quick=True,
+                                  victim=VICTIM), out)
+    assert again["cache"] == {"computed": 2, "reused": 5}  # only quantize at 8 and 4 are new
+    assert again["records"][:4] == stored["records"]
+
+
+@pytest.mark.slow
+def test_attack_and_bench_commands(tmp_path):
+    runner = CliRunner()
+    run = lambda *args: runner.invoke(app, [str(a) for a in args])  # noqa: E731
+    result = run("bench", "--schemes", "uchida", "--attacks", "quantize:4,weight-noise:0.1", "--epochs", 5,
+                 "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "2 records" in result.output
+    victim = next((tmp_path / "b" / "cache").glob("victim-uchida-*"))
+    result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "prune",
+                 "--strength", 0.9, "--out", tmp_path / "pruned", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["after"]["test_accuracy"] < report["before"]["test_accuracy"]
+    assert (tmp_path / "pruned" / "model.safetensors").is_file()
+    result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "prune+ftll",
+                 "--strength", 0.5)
+    assert result.exit_code == 2 and "single attack" in result.output
