@@ -10,6 +10,34 @@ def _pct(value: float, ci: float = 0.0) -> str:
     return f"{100 * value:.1f}" + (f"±{100 * ci:.1f}" if ci else "")
 
 
+def removal_matrix(results: dict[str, Any]) -> list[str]:
+    """Attack x scheme: the weakest strength that removed the mark, else whether it survived
+    (and where the mark was lost only together with the model's accuracy)."""
+    schemes = list(results["victims"])
+    by_cell: dict[tuple[str, str], list[dict]] = {}
+    for row in results["summary"]:
+        by_cell.setdefault((row["attack"], row["scheme"]), []).append(row)
+    attacks = list(dict.fromkeys(row["attack"] for row in results["summary"]))
+    lines = ["| attack | " + " | ".join(schemes) + " |", "|---|" + "---|" * len(schemes)]
+    for attack in attacks:
+        cells = []
+        for scheme in schemes:
+            rows = by_cell.get((attack, scheme), [])
+            removed = [r for r in rows if r["removed_rate"] > 0]
+            lost = [r for r in rows if r["owned_rate"] < 1 and r["removed_rate"] == 0]
+            label = lambda r: "chain" if r["strength"] is None else f"{r['strength']:g}"  # noqa: E731
+            if removed:
+                r = removed[0]
+                cells.append(f"**removed** at {label(r)} (acc {100 * r['test_accuracy']:.0f}%)")
+            elif lost:
+                r = lost[0]
+                cells.append(f"survives; lost at {label(r)} only with acc {100 * r['test_accuracy']:.0f}%")
+            else:
+                cells.append("survives" if rows else "—")
+        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     config = results["config"]
     lines = [
@@ -25,7 +53,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     for scheme, victim in results["victims"].items():
         lines.append(f"| {scheme} | {_pct(victim['test_accuracy'])}% | {victim['matches']}/{victim['total']} "
                      f"| {'owned' if victim['owned'] else 'not owned'} |")
-    lines += ["", "| scheme | attack | strength | test acc % | evidence % | owned | removed |",
+    lines += ["", "## What removes what", "", *removal_matrix(results), "", "## Every cell", "",
+              "| scheme | attack | strength | test acc % | evidence % | owned | removed |",
               "|---|---|---|---|---|---|---|"]
     for row in results["summary"]:
         strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
