@@ -141,3 +141,57 @@ def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: floa
 def fine_tune_config(config: TrainConfig) -> TrainConfig:
     """Defaults for the 'pretrained' mode: a tenth of the from-scratch learning rate, constant."""
     return replace(config, lr=config.lr * 0.1, schedule="constant")
+
+
+def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect], *, alpha: float = 1e-6,
+                      names: list[str] | None = None) -> dict[str, Any]:
+    """Test ``key`` against models made without it and compare with the verifier's null.
+
+    Reports each control's evidence and p-value under the scheme's own null (the one ``verify``
+    uses by default), the empirical false-positive rate of the decision rule (the fraction of
+    controls accused), the observed agreement rate against the null rate assumed, and the
+    calibrated null (99.9% upper bound) that ``verify --calibrate-with`` would use.
+    """
+    if not controls:
+        raise NNMarkError("calibration needs at least one control model")
+    scheme = get_scheme(key.scheme)
+    names = names or [f"control {i}" for i in range(len(controls))]
+    suspects = [as_suspect(c, n) for c, n in zip(controls, names)]
+    rows, assumed = [], []
+    for name, suspect in zip(names, suspects):
+        try:
+            verdict = scheme.verify(suspect, key, alpha=alpha)
+        except NNMarkError:  # a scheme with no null of its own (unrelated): judge by agreement only
+            verdict = None
+        if verdict is None:
+            evidence = scheme.extract(suspect, key)
+            matches, total = evidence.matches, len(evidence.labels)
+            rows.append({"model": name, "matches": matches, "total": total, "p_value": None, "owned": None})
+            continue
+        assumed.append(verdict.null_rate)
+        rows.append({"model": name, "matches": verdict.matches, "total": verdict.total,
+                     "p_value": verdict.p_value, "owned": verdict.owned, "null_rate": verdict.null_rate,
+                     "threshold": verdict.threshold})
+    hits = sum(r["matches"] for r in rows)
+    total = sum(r["total"] for r in rows)
+    judged = [r for r in rows if r["owned"] is not None]
+    observed_rate = hits / total
+    study = {
+        "scheme": key.scheme, "key_commitment": key.commitment, "alpha": alpha, "controls": rows,
+        "observed_rate": observed_rate, "max_agreement": max(r["matches"] / r["total"] for r in rows),
+        "empirical_false_positive_rate": (sum(r["owned"] for r in judged) / len(judged)) if judged else None,
+        "assumed_null_rate": max(assumed) if assumed else None,
+        "min_p_value": min((r["p_value"] for r in judged), default=None),
+    }
+    if hasattr(scheme, "calibrate") and scheme.item_tensors and scheme.access == "black-box":
+        calibration = scheme.calibrate(key, suspects)
+        study["calibrated_null"] = {"rate": calibration.rate, "source": calibration.source}
+    # The verifier's null is conservative here if no control was accused and the pooled rate
+    # does not exceed it beyond sampling error (a one-sided binomial test at 0.001).
+    if assumed:
+        from nnmark.verification.stats import binomial_tail
+
+        study["null_exceeded_p_value"] = binomial_tail(hits, total, max(assumed))
+        study["conservative"] = (study["empirical_false_positive_rate"] == 0
+                                 and study["null_exceeded_p_value"] > 1e-3)
+    return study

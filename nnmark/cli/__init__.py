@@ -241,23 +241,41 @@ def train(
 
 @command()
 def verify(
-    model: Path = typer.Option(..., "--model", help="Suspect model directory."),
     key: Path = typer.Option(..., "--key", help="Key directory."),
+    model: Optional[Path] = typer.Option(None, "--model",
+                                         help="Suspect: an nnmark model directory, an .onnx file, or a PyTorch/TorchScript file."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Suspect behind an Open Inference Protocol URL."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="The model's name at --endpoint."),
+    architecture: str = typer.Option("small-cnn", "--architecture", help="Architecture of a PyTorch checkpoint."),
+    normalize_like: Optional[str] = typer.Option(None, "--normalize-like",
+                                                 help="Dataset whose mean/std a bare checkpoint expects."),
     alpha: float = typer.Option(1e-6, "--alpha", help="Significance level: the false-positive bound."),
     null_rate: Optional[float] = typer.Option(None, "--null-rate", help="A calibrated null rate instead of the scheme's own."),
     calibrate_with: Optional[list[Path]] = typer.Option(
         None, "--calibrate-with", help="Model directory made without the key, to measure the null on (repeatable)."),
+    subset: Optional[int] = typer.Option(None, "--subset", help="Reveal and test only this many key items, drawn at random."),
+    subset_seed: int = typer.Option(0, "--subset-seed", help="Which random subset."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Queries per request to an endpoint."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each endpoint answer."),
+    retries: int = typer.Option(3, "--retries", help="Retries of a failed request, with exponential backoff."),
+    query_budget: Optional[int] = typer.Option(None, "--query-budget", help="Most queries to spend on an endpoint."),
     device: str = typer.Option("auto", "--device"),
-    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write an evidence report (JSON + HTML) here."),
+    force: bool = typer.Option(False, "--force", help="Replace REPORT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print the evidence record as JSON."),
 ) -> None:
     """Decide whether a suspect model carries the watermark of KEY."""
-    from nnmark.api import verify_model
-    from nnmark.io import sha256_file
-    from nnmark.models.store import WEIGHTS_FILE, load_model
+    from nnmark.api import calibrate_null, verify_model
+    from nnmark.io import ensure_can_write
+    from nnmark.models.store import load_model
+    from nnmark.reporting.evidence import evidence_record, write_report
     from nnmark.reporting.tables import format_p_value, verdict_table
+    from nnmark.schemes.base import get_scheme
     from nnmark.schemes.key import load_key
-    from nnmark.verification.suspects import ModuleSuspect
+    from nnmark.verification.open import open_suspect
 
+    if report is not None:
+        ensure_can_write(report, force)
     if not 0 < alpha < 1:
         raise NNMarkError("must be between 0 and 1", field="--alpha", got=alpha)
     if null_rate is not None and not 0 < null_rate < 1:
@@ -265,27 +283,143 @@ def verify(
     if null_rate is not None and calibrate_with:
         raise NNMarkError("give either --null-rate or --calibrate-with, not both", field="--null-rate")
     secret = load_key(key)
-    loaded = load_model(model)
+    full_key = secret
+    if subset is not None:
+        secret = get_scheme(secret.scheme).subset(secret, subset, subset_seed)
+    mean = std = None
+    if normalize_like:
+        from nnmark.data.base import load_dataset
+
+        dataset = load_dataset(normalize_like)
+        mean, std = dataset.mean, dataset.std
+    suspect, described = open_suspect(
+        secret, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
+        std=std, device=device,
+        http_options={"batch_size": batch_size, "timeout": timeout, "retries": retries, "query_budget": query_budget})
     null = null_rate
     if calibrate_with:
-        from nnmark.api import calibrate_null
-
-        controls = [load_model(path).model for path in calibrate_with]
-        null = calibrate_null(secret, controls)
-    suspect = ModuleSuspect(loaded.model, description=str(model), device=device)
-    verdict = verify_model(suspect, secret, alpha=alpha, null_rate=null,
-                           num_classes=loaded.spec.num_classes, input_shape=tuple(loaded.spec.input_shape))
+        null = calibrate_null(secret, [load_model(path).model for path in calibrate_with])
+    verdict = verify_model(suspect, secret, alpha=alpha, null_rate=null)
+    record = evidence_record(verdict, full_key, described, subset=secret.params.get("subset"))
+    if report is not None:
+        write_report(report, record, secret, verdict, force=force)
     if as_json:
-        record = verdict.to_dict()
-        record["model"] = {"path": str(model), "sha256": sha256_file(model / WEIGHTS_FILE)}
-        record["key_commitment"] = secret.commitment
         print(json.dumps(record, indent=2))
         return
-    console.print(verdict_table([(str(model), None, verdict)]))
+    console.print(verdict_table([(described.get("path") or described.get("endpoint"), None, verdict)]))
     console.print(f"statistic: {verdict.statistic}, {verdict.matches}/{verdict.total}; "
                   f"null: {verdict.null_source}")
     console.print(f"p-value {format_p_value(verdict.p_value)}; decision rule: {verdict.decision_rule}; "
                   f"false-positive rate of this rule {verdict.false_positive_rate:.3g}")
+    if suspect.queries:
+        console.print(f"queries spent: {suspect.queries}")
+    if report is not None:
+        console.print(f"evidence report: {report}/report.html")
+
+
+@command()
+def calibrate(
+    key: Path = typer.Option(..., "--key", help="Key directory."),
+    models: int = typer.Option(3, "--models", help="Train this many independent models without the key."),
+    control: Optional[list[Path]] = typer.Option(None, "--control", help="Also use this model directory made without the key (repeatable)."),
+    data: str = typer.Option("digits", "--data", help="Dataset the controls are trained on."),
+    data_dir: Optional[Path] = DataDirOption,
+    architecture: str = typer.Option("small-cnn", "--architecture"),
+    epochs: int = typer.Option(20, "--epochs"),
+    alpha: float = typer.Option(1e-6, "--alpha"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the study as JSON to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Measure the null on models made without the key: their agreement, and the false-positive rate."""
+    from nnmark.api import calibration_study, train_model
+    from nnmark.data.base import load_dataset
+    from nnmark.io import write_json
+    from nnmark.models.store import load_model
+    from nnmark.schemes.key import load_key
+    from nnmark.training.trainer import TrainConfig
+
+    if out is not None and out.exists() and not force:
+        raise NNMarkError("already exists; refusing to overwrite it (pass --force to replace it)", path=out)
+    if models < 0:
+        raise NNMarkError("must be 0 or more", field="--models", got=models)
+    secret = load_key(key)
+    controls, names = [], []
+    for path in control or []:
+        controls.append(load_model(path).model)
+        names.append(str(path))
+    if models:
+        dataset = load_dataset(data, data_dir)
+        with progress_bars() as progress:
+            for index in range(models):
+                trained = train_model(dataset, TrainConfig(epochs=epochs, batch_size=64, lr=0.05, seed=100 + index),
+                                      architecture=architecture, progress=progress, description=f"control {index + 1}")
+                controls.append(trained.model)
+                names.append(f"trained control (seed {100 + index})")
+    study = calibration_study(secret, controls, alpha=alpha, names=names)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, study)
+    if as_json:
+        print(json.dumps(study, indent=2))
+        return
+    for row in study["controls"]:
+        p = "—" if row["p_value"] is None else f"{row['p_value']:.3g}"
+        console.print(f"{row['model']}: {row['matches']}/{row['total']}  p {p}  "
+                      f"{'' if row['owned'] is None else ('ACCUSED' if row['owned'] else 'not owned')}")
+    console.print(f"observed agreement rate {study['observed_rate']:.4f}; verifier's null rate "
+                  f"{study['assumed_null_rate'] if study['assumed_null_rate'] is not None else '— (needs calibration)'}")
+    if study.get("empirical_false_positive_rate") is not None:
+        console.print(f"empirical false-positive rate {study['empirical_false_positive_rate']:.3g} "
+                      f"over {len(study['controls'])} controls at alpha {alpha:g}; "
+                      f"null {'conservative' if study['conservative'] else 'NOT conservative'} against them")
+    if "calibrated_null" in study:
+        console.print(f"calibrated null for --calibrate-with: {study['calibrated_null']['rate']:.4f}")
+
+
+@command()
+def export(
+    fmt: str = typer.Argument(..., metavar="FORMAT", help="onnx"),
+    model: Path = typer.Argument(..., help="Model directory."),
+    out: Path = typer.Option(..., "--out", help="File to write."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Export one of our models (only ONNX for now)."""
+    from nnmark.models.export import export_onnx
+    from nnmark.models.store import load_model
+
+    if fmt != "onnx":
+        raise NNMarkError(f"unknown export format '{fmt}'", expected="onnx")
+    loaded = load_model(model)
+    export_onnx(loaded.model, loaded.spec, out, force=force)
+    console.print(f"wrote {out}")
+
+
+@command()
+def serve(
+    model: Path = typer.Argument(..., help="Model directory to serve."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL (default: the directory name)."),
+) -> None:
+    """Serve a model over the Open Inference Protocol (v2 REST) until interrupted."""
+    from nnmark.models.store import load_model
+    from nnmark.serving import make_server
+
+    loaded = load_model(model)
+    name = model_name or model.resolve().name
+    try:
+        server = make_server(loaded.model, model_name=name, input_shape=tuple(loaded.spec.input_shape),
+                             num_classes=loaded.spec.num_classes, host=host, port=port, verbose=True)
+    except OSError as exc:
+        raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
+    console.print(f"serving '{name}' at {server.url}/v2/models/{name}/infer (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @command()

@@ -55,6 +55,8 @@ class WatermarkScheme(ABC):
     demo_embed_options: ClassVar[dict[str, Any]] = {}
     # True where the null can only be measured on models made without the key.
     null_needs_controls: ClassVar[bool] = False
+    # Tensors with one row per key item (trigger image, signature bit): what a subset keeps.
+    item_tensors: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def keygen(self, context: KeygenContext, options: Any) -> WatermarkKey: ...
@@ -71,6 +73,19 @@ class WatermarkScheme(ABC):
     def calibrate(self, key: WatermarkKey, controls: list[Suspect]) -> Calibration:
         """Measure the null on models made without the key (schemes with an exact null need not)."""
         raise NNMarkError(f"scheme '{self.name}' has an exact null distribution; it needs no calibration")
+
+    def subset(self, key: WatermarkKey, count: int, seed: int = 0) -> WatermarkKey:
+        """A key holding ``count`` items drawn at random (by ``seed``) from ``key``, for selective
+        disclosure: an owner can reveal part of the key in one dispute and keep the rest."""
+        total = len(key.tensors[self.item_tensors[0]])
+        if not 1 <= count <= total:
+            raise NNMarkError("subset size out of range", field="--subset", expected=f"1..{total}", got=count)
+        chosen = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+        tensors = {name: (tensor[chosen] if name in self.item_tensors else tensor)
+                   for name, tensor in key.tensors.items()}
+        params = {**key.params, "subset": {"count": count, "of": total, "seed": seed,
+                                           "indices": chosen.tolist(), "parent_commitment": key.commitment}}
+        return WatermarkKey(key.scheme, key.num_classes, key.input_shape, tensors, params, key.created_at)
 
     # Helpers shared by every scheme.
 

@@ -38,6 +38,7 @@ class TriggerEvidence:
 class TriggerSetScheme(WatermarkScheme):
     access = "black-box"
     EmbedOptions = TriggerEmbedOptions
+    item_tensors = ("inputs", "labels", "clean_inputs")
     # Digits has 1,437 training images: with the paper's 2 trigger images per batch of 100, each
     # trigger is seen only ~6 times in 30 epochs and the watermark does not take. 16 per batch of
     # 64 embeds it fully in 20 epochs while test accuracy stays within a point of the control.

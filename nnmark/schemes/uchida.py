@@ -122,6 +122,7 @@ class UchidaSignature(WatermarkScheme):
     needs = frozenset({"model_spec"})
     KeygenOptions = UchidaKeygenOptions
     EmbedOptions = UchidaEmbedOptions
+    item_tensors = ("projection", "bits")
 
     def keygen(self, context: KeygenContext, options: UchidaKeygenOptions) -> WatermarkKey:
         spec = context.model_spec

@@ -37,8 +37,8 @@ def test_verify_json_reports_owned(workspace):
     assert result.exit_code == 0, result.output
     record = json.loads(result.output)
     assert record["owned"] and record["p_value"] < 1e-6 and record["total"] == 40
-    assert len(record["model"]["sha256"]) == 64
-    assert record["key_commitment"] == json.loads((workspace / "key" / "key.json").read_text())["commitment"]
+    assert len(record["suspect"]["sha256"]) == 64
+    assert record["key"]["commitment"] == json.loads((workspace / "key" / "key.json").read_text())["commitment"]
 
 
 def test_verify_table(workspace):
@@ -63,7 +63,7 @@ def test_refuses_to_overwrite_without_force(workspace):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["verify", "--model", "missing-dir", "--key", "{key}"], "missing-dir: model directory does not exist"),
+    (["verify", "--model", "missing-dir", "--key", "{key}"], "missing-dir: suspect model does not exist"),
     (["verify", "--model", "{model}", "--key", "{key5}"], "field 'num_classes'"),
     (["verify", "--model", "{model}", "--key", "{key}", "--alpha", "2"], "field '--alpha'"),
     (["train", "--data", "imagenet", "--out", "{tmp}/x"], "unknown dataset 'imagenet'"),

@@ -1,0 +1,126 @@
+"""Suspects in formats we did not write: PyTorch checkpoints and TorchScript files of a known
+architecture, and ONNX files.
+
+Nothing here unpickles arbitrary objects: checkpoints go through ``torch.load(weights_only=True)``,
+TorchScript through ``torch.jit.load`` (serialized TorchScript, not pickled Python), ONNX through
+onnx/onnxruntime.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnmark.errors import NNMarkError
+from nnmark.models.store import Classifier, ModelSpec, create_model
+
+
+class OnnxWeights(nn.Module):
+    """The initializers of an ONNX graph, exposed as named parameters so white-box schemes can
+    read them (names as the exporter wrote them)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        self._named = [(init.name, nn.Parameter(torch.from_numpy(numpy_helper.to_array(init).copy()),
+                                                requires_grad=False)) for init in graph.initializer]
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
+        yield from ((prefix + name, p) for name, p in self._named)
+
+
+class OnnxSuspect:
+    """An ONNX file run through onnxruntime (black-box), with its initializers readable
+    (white-box)."""
+
+    def __init__(self, path: str | Path, batch_size: int = 256) -> None:
+        import onnxruntime
+
+        self.path = Path(path)
+        self.description = str(path)
+        self.queries = 0
+        self.batch_size = batch_size
+        try:
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise NNMarkError(f"is not a usable ONNX model ({str(exc).splitlines()[0]})", path=path) from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise NNMarkError("ONNX model must take exactly one input (images)", path=path,
+                              got=[i.name for i in inputs])
+        self.input_name = inputs[0].name
+        self.input_shape = inputs[0].shape
+        self._weights: OnnxWeights | None = None
+
+    @property
+    def module(self) -> nn.Module:
+        if self._weights is None:
+            self._weights = OnnxWeights(self.path)
+        return self._weights
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs = []
+        for start in range(0, len(inputs), self.batch_size):
+            batch = inputs[start:start + self.batch_size].detach().cpu().float().numpy()
+            try:
+                logits = self.session.run(None, {self.input_name: batch})[0]
+            except Exception as exc:
+                raise NNMarkError(f"ONNX model failed on a batch of shape {list(batch.shape)} "
+                                  f"({str(exc).splitlines()[0]})", path=self.path,
+                                  expected=f"input shape {self.input_shape}") from None
+            logits = np.asarray(logits)
+            if logits.ndim != 2 or logits.shape[0] != len(batch):
+                raise NNMarkError("ONNX model returned outputs of the wrong shape", path=self.path,
+                                  expected=f"({len(batch)}, num_classes)", got=list(logits.shape))
+            outputs.append(torch.from_numpy(logits))
+            self.queries += len(batch)
+        return torch.cat(outputs).argmax(1)
+
+
+def is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load_checkpoint(path: str | Path, spec: ModelSpec) -> nn.Module:
+    """A PyTorch checkpoint (a state dict, possibly under a 'state_dict' or 'model' key) of a
+    known architecture, or a TorchScript file. A state dict may be of our Classifier (with its
+    normalisation) or of the bare network (then ``spec``'s mean/std normalise the input)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NNMarkError("checkpoint file does not exist", path=path)
+    if is_torchscript(path):
+        try:
+            return torch.jit.load(str(path), map_location="cpu").eval()
+        except Exception as exc:
+            raise NNMarkError(f"is not a loadable TorchScript file ({str(exc).splitlines()[0]})", path=path) from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NNMarkError(f"cannot be read as a weights-only PyTorch checkpoint ({str(exc).splitlines()[0]})",
+                          path=path) from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NNMarkError("checkpoint holds no state dict of tensors", path=path)
+    model: Classifier = create_model(spec)
+    target: nn.Module = model if any(k.startswith("net.") for k in state) else model.net
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise NNMarkError(f"weights do not fit architecture '{spec.architecture}' ({first})", path=path,
+                          expected="--architecture, --num-classes and --input-shape of the checkpoint's model") from None
+    return model.eval()

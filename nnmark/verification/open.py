@@ -1,0 +1,63 @@
+"""Open whatever the user points ``verify`` at as a :class:`Suspect`, and describe it for the
+evidence record (what was tested: a file and its hash, or an endpoint)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nnmark.errors import NNMarkError
+from nnmark.io import sha256_file
+from nnmark.models.store import META_FILE, WEIGHTS_FILE, ModelSpec, load_model
+from nnmark.schemes.key import WatermarkKey
+from nnmark.verification.suspects import ModuleSuspect, Suspect
+
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".ts", ".torchscript"}
+
+
+def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint: str | None = None,
+                 model_name: str | None = None, architecture: str = "small-cnn",
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                 device: str = "auto", http_options: dict[str, Any] | None = None) -> tuple[Suspect, dict[str, Any]]:
+    """Returns the suspect and a description of it. A checkpoint is rebuilt as ``architecture``
+    with the key's class count and input shape; a bare network's state dict is normalised with
+    ``mean``/``std`` (default: none)."""
+    if (model is None) == (endpoint is None):
+        raise NNMarkError("give exactly one of --model (a directory or file) and --endpoint (a URL)")
+    if endpoint is not None:
+        from nnmark.verification.http import HttpSuspect
+
+        if not model_name:
+            raise NNMarkError("an endpoint needs --model-name (the model's name on the server)")
+        suspect = HttpSuspect(endpoint, model_name, **(http_options or {}))
+        return suspect, {"kind": "open-inference-protocol endpoint", "endpoint": endpoint, "model_name": model_name}
+    path = Path(model)
+    if path.is_dir():
+        if not (path / META_FILE).exists():
+            raise NNMarkError("is a directory but not an nnmark model", path=path,
+                              expected=f"{WEIGHTS_FILE} and {META_FILE}")
+        loaded = load_model(path)
+        if loaded.spec.num_classes != key.num_classes or tuple(loaded.spec.input_shape) != tuple(key.input_shape):
+            from nnmark.schemes.base import get_scheme
+
+            get_scheme(key.scheme).check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
+                                              f"the model {path}")
+        return (ModuleSuspect(loaded.model, str(path), device),
+                {"kind": "nnmark model", "path": str(path), "sha256": sha256_file(path / WEIGHTS_FILE)})
+    if not path.is_file():
+        raise NNMarkError("suspect model does not exist", path=path)
+    described = {"path": str(path), "sha256": sha256_file(path)}
+    if path.suffix.lower() == ".onnx":
+        from nnmark.verification.foreign import OnnxSuspect
+
+        return OnnxSuspect(path), {"kind": "onnx file", **described}
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        from nnmark.verification.foreign import load_checkpoint
+
+        channels = key.input_shape[0]
+        spec = ModelSpec(architecture, key.num_classes, tuple(key.input_shape),
+                         mean or (0.0,) * channels, std or (1.0,) * channels)
+        module = load_checkpoint(path, spec)
+        return ModuleSuspect(module, str(path), device), {"kind": f"pytorch file ({architecture})", **described}
+    raise NNMarkError("unknown model format", path=path,
+                      expected="an nnmark model directory, .onnx, or a PyTorch checkpoint "
+                               f"({', '.join(sorted(CHECKPOINT_SUFFIXES))})")

@@ -1,0 +1,79 @@
+import pickle
+
+import pytest
+import torch
+
+from nnmark.api import generate_key, verify_model
+from nnmark.errors import NNMarkError
+from nnmark.models import ModelSpec, create_model
+from nnmark.models.export import export_onnx
+from nnmark.schemes.uchida import SignatureRegulariser
+from nnmark.verification.foreign import OnnxSuspect
+from nnmark.verification.open import open_suspect
+
+
+def test_onnx_round_trip_black_box(tmp_path, marked, control, adi_key):
+    export_onnx(marked.model, marked.spec, tmp_path / "marked.onnx")
+    export_onnx(control.model, control.spec, tmp_path / "control.onnx")
+    suspect = OnnxSuspect(tmp_path / "marked.onnx", batch_size=16)
+    owned = verify_model(suspect, adi_key)
+    assert owned.owned and owned.matches == verify_model(marked.model, adi_key).matches
+    assert suspect.queries == 40
+    assert not verify_model(OnnxSuspect(tmp_path / "control.onnx"), adi_key).owned
+    with pytest.raises(NNMarkError, match="already exists"):
+        export_onnx(control.model, control.spec, tmp_path / "control.onnx")
+
+
+def test_onnx_white_box_reads_initializers(tmp_path):
+    spec = ModelSpec("small-cnn", 10, (1, 16, 16), (0.5,), (0.5,))
+    key = generate_key("uchida", num_classes=10, input_shape=(1, 16, 16), seed=4, model_spec=spec, options={"bits": 64})
+    model = create_model(spec, seed=0)
+    hook = SignatureRegulariser(key, strength=1.0)
+    hook.setup(model, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(60):
+        optimizer.zero_grad()
+        hook.extra_loss(model).backward()
+        optimizer.step()
+    export_onnx(model.eval(), spec, tmp_path / "signed.onnx")
+    export_onnx(create_model(spec, seed=3).eval(), spec, tmp_path / "other.onnx")
+    verdict = verify_model(OnnxSuspect(tmp_path / "signed.onnx"), key)
+    assert verdict.owned and verdict.matches == 64 and verdict.details["layer_matched_by"] == "name"
+    assert not verify_model(OnnxSuspect(tmp_path / "other.onnx"), key).owned
+
+
+def test_pytorch_checkpoints_and_torchscript(tmp_path, marked, adi_key):
+    torch.save(marked.model.state_dict(), tmp_path / "full.pt")
+    torch.save({"state_dict": marked.model.net.state_dict()}, tmp_path / "bare.pth")
+    torch.jit.trace(marked.model.eval(), torch.rand(2, 1, 16, 16)).save(str(tmp_path / "traced.ts"))
+    expected = verify_model(marked.model, adi_key).matches
+    for name, options in (("full.pt", {}), ("bare.pth", {"mean": marked.spec.mean, "std": marked.spec.std}),
+                          ("traced.ts", {})):
+        suspect, described = open_suspect(adi_key, model=tmp_path / name, **options)
+        assert verify_model(suspect, adi_key).matches == expected, name
+        assert len(described["sha256"]) == 64
+
+
+def test_checkpoint_with_code_is_refused_not_run(tmp_path, adi_key):
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("open('pwned', 'w').write('x')",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"state_dict": Payload()}))
+    with pytest.raises(NNMarkError, match="weights-only"):
+        open_suspect(adi_key, model=tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_wrong_architecture_and_formats(tmp_path, marked, adi_key):
+    torch.save(marked.model.state_dict(), tmp_path / "m.pt")
+    with pytest.raises(NNMarkError, match="do not fit architecture 'resnet18'"):
+        open_suspect(adi_key, model=tmp_path / "m.pt", architecture="resnet18")
+    (tmp_path / "m.h5").write_bytes(b"x")
+    with pytest.raises(NNMarkError, match="unknown model format"):
+        open_suspect(adi_key, model=tmp_path / "m.h5")
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    with pytest.raises(NNMarkError, match="not a usable ONNX model"):
+        open_suspect(adi_key, model=tmp_path / "bad.onnx")
+    with pytest.raises(NNMarkError, match="exactly one of"):
+        open_suspect(adi_key)
