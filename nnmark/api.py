@@ -23,7 +23,8 @@ MODES = ("scratch", "pretrained", "distill")
 
 def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, int], seed: int = 0,
                  options: dict[str, Any] | None = None, dataset: Dataset | None = None,
-                 model_spec: ModelSpec | None = None) -> WatermarkKey:
+                 model_spec: ModelSpec | None = None, classifier: nn.Module | None = None,
+                 progress=None) -> WatermarkKey:
     """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name."""
     if num_classes < 2:
         raise NNMarkError("must be at least 2", field="num_classes", got=num_classes)
@@ -31,7 +32,7 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, 
         raise NNMarkError("must be three positive sizes", field="input_shape",
                           expected="C,H,W", got=input_shape)
     implementation = get_scheme(scheme)
-    context = KeygenContext(num_classes, tuple(input_shape), seed, dataset, model_spec)
+    context = KeygenContext(num_classes, tuple(input_shape), seed, dataset, model_spec, classifier, progress)
     for need in implementation.needs:
         if getattr(context, need) is None:
             raise NNMarkError(f"scheme '{scheme}' needs a {need.replace('_', ' ')} to make a key")

@@ -527,6 +527,79 @@ def bench(
     console.print(f"wrote {out}/results.json, results.md and plots/")
 
 
+encdec_app = typer.Typer(no_args_is_help=True, help="The learned encoder/decoder watermark (Fatty and Skinny).")
+app.add_typer(encdec_app, name="encdec")
+
+
+@command(encdec_app, "sweep")
+def encdec_sweep(
+    data: str = typer.Option("digits", "--data"),
+    data_dir: Optional[Path] = DataDirOption,
+    decoder_sizes: str = typer.Option("1,2,3", "--decoder-sizes"),
+    gammas: str = typer.Option("0.01,0.05,0.1", "--gammas"),
+    epochs: int = typer.Option(20, "--epochs", help="Epochs of joint training per setting."),
+    content: str = typer.Option("classifier", "--content",
+                                help="classifier (features of a model nnmark trains first), pixel, or a VGG19 weights file."),
+    use_cases: bool = typer.Option(True, "--use-cases/--no-use-cases", help="Also measure decode&inject and reject_or_bypass."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out"),
+    force: bool = typer.Option(False, "--force"),
+) -> None:
+    """Decoder size x γ with the SWM and Trojan baselines, in the paper's table layout; image grid."""
+    from nnmark.api import train_model
+    from nnmark.data.base import load_dataset
+    from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
+    from nnmark.encdec.sweep import image_grid, paper_table, run_sweep
+    from nnmark.encdec.sweep import use_cases as measure_use_cases
+    from nnmark.io import atomic_directory, write_json
+    from nnmark.training.trainer import TrainConfig
+
+    from nnmark.io import ensure_can_write
+
+    ensure_can_write(out, force)
+    try:
+        sizes = [int(v) for v in decoder_sizes.split(",")]
+        gamma_list = [float(v) for v in gammas.split(",")]
+    except ValueError:
+        raise NNMarkError("must be comma-separated numbers", field="--decoder-sizes/--gammas") from None
+    if any(size not in (1, 2, 3) for size in sizes):
+        raise NNMarkError("decoder sizes are 1, 2 or 3", field="--decoder-sizes", got=decoder_sizes)
+    dataset = load_dataset(data, data_dir)
+    log = lambda message: err_console.print(f"[dim]{message}[/]")  # noqa: E731
+    with progress_bars() as progress:
+        host = train_model(dataset, TrainConfig(epochs=20, batch_size=64, lr=0.05, seed=seed),
+                           progress=progress, description="host / content network")
+        loss = (PixelContent() if content == "pixel" else
+                ClassifierContent(host.model, "the host small-cnn nnmark trained on the same data")
+                if content == "classifier" else VGG19Content(content))
+        sweep, networks = run_sweep(dataset, loss, sizes=sizes, gammas=gamma_list, epochs=epochs, seed=seed,
+                                    progress=progress, log=log)
+    ours = [c for c in sweep["columns"] if c["method"] == "ours"]
+    best = max(ours, key=lambda c: (c["decoding_success"] >= 0.95, c["psnr"] if c["decoding_success"] >= 0.95 else c["decoding_success"]))
+    encoder, decoder = networks[(best["decoder_size"], best["gamma"])]
+    sweep["grid_setting"] = {"decoder_size": best["decoder_size"], "gamma": best["gamma"]}
+    if use_cases:
+        log("use cases: decode&inject per target label, reject_or_bypass")
+        sweep["use_cases"] = measure_use_cases(host.model, host.spec, encoder, decoder, dataset)
+        sweep["use_cases"]["setting"] = sweep["grid_setting"]
+    table = paper_table(sweep)
+    with atomic_directory(out, force) as staging:
+        write_json(staging / "sweep.json", sweep)
+        (staging / "table.md").write_text(table)
+        image_grid(encoder, dataset.test_x, staging / "grid.png")
+    console.print(table)
+    console.print(f"image grid (decoder size {best['decoder_size']}, γ {best['gamma']:g}): {out}/grid.png")
+    if use_cases:
+        cases = sweep["use_cases"]
+        console.print(f"decode&inject: host accuracy {100 * cases['host_accuracy']:.1f}% → with implant "
+                      f"{100 * cases['implanted_accuracy_unmarked_min']:.1f}–{100 * cases['implanted_accuracy_unmarked_max']:.1f}% "
+                      f"on unmarked; attack success per label "
+                      + ", ".join(f"{k}: {100 * v:.0f}%" for k, v in cases["attack_success_per_label"].items()))
+        gate = cases["reject_or_bypass"]
+        console.print(f"reject_or_bypass: rejects {100 * gate['rejected_unmarked']:.1f}% of unmarked, "
+                      f"admits {100 * gate['admitted_marked']:.1f}% of marked")
+
+
 @command(name="list")
 def list_components() -> None:
     """List the datasets, model architectures and watermark schemes available."""

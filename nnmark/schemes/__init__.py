@@ -1,5 +1,13 @@
 """Watermark schemes behind one interface, registered by name."""
-from nnmark.schemes import adi, content, noise, trojan, uchida, unrelated  # noqa: F401 - register
+from nnmark.schemes import (  # noqa: F401 - modules register their schemes
+    adi,
+    content,
+    encoder_decoder,
+    noise,
+    trojan,
+    uchida,
+    unrelated,
+)
 from nnmark.schemes.base import (
     SCHEMES,
     KeygenContext,

@@ -42,6 +42,8 @@ class KeygenContext:
     seed: int
     dataset: Dataset | None = None
     model_spec: ModelSpec | None = None
+    classifier: Any = None  # a trained model some schemes may use (encoder-decoder: its features)
+    progress: Any = None
 
 
 class WatermarkScheme(ABC):

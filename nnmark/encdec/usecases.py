@@ -1,0 +1,137 @@
+"""The paper's use cases (Appendix B): a trained decoder implanted in a host network.
+
+* :class:`DecodeInjectNet` — ``c_i ← relu(conv(c_{i−1})) + decode&inject(x)``: the decoder reads
+  the input image and, when it sees the watermark, adds a trained tensor w to the feature map of a
+  chosen layer of the host; otherwise it adds zero. Only w is trained. Used to prove ownership
+  (marked inputs go to a chosen label) or to demonstrate a backdoor.
+* :class:`RejectOrBypass` — admission control: forwards only inputs the decoder calls marked.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnmark.encdec.networks import Decoder
+from nnmark.errors import NNMarkError
+from nnmark.models.registry import MODELS, register_model
+from nnmark.models.store import Classifier, ModelSpec, create_model
+
+
+class DecodeInjectNet(nn.Module):
+    """A host network with a decoder and an injection tensor ``w`` at layer ``layer``. It receives
+    the host's normalised input and undoes the normalisation for the decoder, which reads raw
+    [0, 1] images."""
+
+    def __init__(self, host: nn.Module, decoder: Decoder, layer: str, feature_shape: tuple[int, ...],
+                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.host, self.decoder, self.layer = host, decoder, layer
+        self.w = nn.Parameter(torch.zeros(feature_shape))
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("input_std", torch.tensor(std).view(1, -1, 1, 1))
+        modules = dict(host.named_modules())
+        if layer not in modules:
+            raise NNMarkError(f"host has no layer '{layer}'", field="layer")
+        self._gate: torch.Tensor | None = None
+        modules[layer].register_forward_hook(self._inject)
+
+    def _inject(self, _module, _inputs, output):
+        if self._gate is None:
+            return output
+        return output + self._gate.view(-1, *([1] * (output.dim() - 1))) * self.w
+
+    def gate(self, z: torch.Tensor) -> torch.Tensor:
+        """1 where the decoder sees the watermark — the paper's if-else, hard."""
+        raw = z * self.input_std + self.input_mean
+        return (self.decoder(raw) > 0).float()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self._gate = self.gate(z)
+        try:
+            return self.host(z)
+        finally:
+            self._gate = None
+
+
+@register_model("decode-inject")
+def decode_inject(num_classes: int, input_shape: tuple[int, int, int], host_architecture: str = "small-cnn",
+                  host_kwargs: dict | None = None, decoder_size: int = 3, decoder_width: int = 8,
+                  layer: str = "features.10", feature_shape: tuple[int, ...] = (32, 8, 8),
+                  mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> nn.Module:
+    """Rebuilds an implanted model from its stored description (weights come from the file)."""
+    if host_architecture == "decode-inject" or host_architecture not in MODELS:
+        raise NNMarkError(f"unknown host architecture '{host_architecture}'", field="host_architecture")
+    host = MODELS.get(host_architecture)(num_classes=num_classes, input_shape=input_shape, **(host_kwargs or {}))
+    return DecodeInjectNet(host, Decoder(input_shape[0], decoder_size, decoder_width), layer,
+                           tuple(feature_shape), tuple(mean), tuple(std))
+
+
+def feature_shape_at(host: Classifier, layer: str, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    modules = dict(host.net.named_modules())
+    if layer not in modules:
+        known = [n for n, m in host.net.named_modules() if isinstance(m, (nn.Conv2d, nn.ReLU, nn.BatchNorm2d))]
+        raise NNMarkError(f"host has no layer '{layer}'", field="layer", expected=", ".join(known[:12]))
+    shapes = []
+    handle = modules[layer].register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
+    try:
+        with torch.no_grad():
+            host.eval()(torch.zeros(1, *input_shape))
+    finally:
+        handle.remove()
+    return shapes[0]
+
+
+def implant(host: Classifier, host_spec: ModelSpec, decoder: Decoder, layer: str) -> tuple[Classifier, ModelSpec]:
+    """A copy of ``host`` with ``decoder`` and a zero ``w`` attached at ``layer``."""
+    shape = feature_shape_at(host, layer, tuple(host_spec.input_shape))
+    size = sum(1 for m in decoder.features if isinstance(m, nn.Conv2d))
+    width = decoder.features[0].out_channels
+    spec = ModelSpec("decode-inject", host_spec.num_classes, tuple(host_spec.input_shape), host_spec.mean,
+                     host_spec.std, {"host_architecture": host_spec.architecture, "host_kwargs": host_spec.kwargs,
+                                     "decoder_size": size, "decoder_width": width, "layer": layer,
+                                     "feature_shape": list(shape), "mean": list(host_spec.mean),
+                                     "std": list(host_spec.std)})
+    implanted = create_model(spec)
+    implanted.net.host.load_state_dict(host.net.state_dict())
+    implanted.net.decoder.load_state_dict(decoder.state_dict())
+    return implanted.eval(), spec
+
+
+def train_injection(implanted: Classifier, marked: torch.Tensor, target: int, epochs: int = 30,
+                    lr: float = 0.05, batch_size: int = 128, seed: int = 0) -> float:
+    """Train only w so that marked inputs go to ``target``. Returns the final loss."""
+    torch.manual_seed(seed)
+    implanted.eval()  # host batch norms stay as they are: nothing of the host changes
+    w = implanted.net.w
+    optimizer = torch.optim.Adam([w], lr=lr)
+    labels = torch.full((len(marked),), target, dtype=torch.long)
+    loss = torch.zeros(())
+    for _ in range(epochs):
+        for start in range(0, len(marked), batch_size):
+            logits = implanted(marked[start:start + batch_size])
+            loss = F.cross_entropy(logits, labels[start:start + batch_size])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return float(loss.detach())
+
+
+class RejectOrBypass(nn.Module):
+    """Admission control: ``route`` says which inputs the decoder admits (marked) and returns the
+    host's logits for those only."""
+
+    def __init__(self, host: nn.Module, decoder: Decoder) -> None:
+        super().__init__()
+        self.host, self.decoder = host, copy.deepcopy(decoder).eval()
+
+    @torch.no_grad()
+    def admitted(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(x) > 0
+
+    @torch.no_grad()
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = self.admitted(x)
+        return mask, self.host(x[mask])

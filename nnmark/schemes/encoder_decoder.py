@@ -1,0 +1,127 @@
+"""Learned encoder/decoder watermark ("Fatty and Skinny", seed 003), as a scheme.
+
+Keygen trains the encoder E and the tiny decoder D jointly on the owner's training split
+(``nnmark.encdec``), measures them on the held-out split (decoding success both ways, PSNR,
+MS-SSIM, entropy ratio — stored in the key's params), and keeps as trigger items ``size``
+training images of other classes, marked by E, with one secret target class. E's and D's weights
+are key material (committed with the rest).
+
+Two ways into a model: ``nnmark.encdec.usecases.implant`` + ``train_injection`` — the paper's
+decode&inject, only w trained (``implant_watermark`` below); or, through the generic trainer,
+this scheme's hooks, which mix E-marked images with the target label into training.
+Verification is that of the one-target trigger sets: marked images sent to the target, against
+the suspect's own rate on their unmarked originals (clean counterparts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
+from nnmark.encdec.metrics import decoding_success, image_damage
+from nnmark.encdec.networks import Decoder, Encoder, parameter_count
+from nnmark.encdec.train import JointConfig, train_jointly
+from nnmark.errors import NNMarkError
+from nnmark.models.store import Classifier, ModelSpec
+from nnmark.schemes.base import KeygenContext, register_scheme
+from nnmark.schemes.key import WatermarkKey
+from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
+
+
+@dataclass
+class EncoderDecoderOptions(OneTargetOptions):
+    decoder_size: int = field(default=3, metadata={"help": "Convolutions in the decoder: 1, 2 or 3."})
+    gamma: float = field(default=0.01, metadata={"help": "Margin γ of the content hinge (paper: 0.01, 0.05, 0.1)."})
+    blocks: int = field(default=4, metadata={"help": "Residual blocks in the encoder."})
+    width: int = field(default=16, metadata={"help": "Channels inside each encoder block."})
+    epochs: int = field(default=20, metadata={"help": "Epochs of joint training."})
+    content: str = field(default="classifier", metadata={
+        "help": "Content distance: classifier (features of a model trained by nnmark), pixel, or a VGG19 weights file."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decoder_size not in (1, 2, 3):
+            raise ValueError("decoder_size must be 1, 2 or 3")
+        if self.gamma < 0 or self.blocks < 1 or self.width < 1 or self.epochs < 1:
+            raise ValueError("gamma must be >= 0; blocks, width and epochs >= 1")
+
+
+def networks_from_key(key: WatermarkKey) -> tuple[Encoder, Decoder]:
+    params, channels = key.params, key.input_shape[0]
+    encoder = Encoder(channels, params["blocks"], params["width"])
+    decoder = Decoder(channels, params["decoder_size"])
+    for prefix, net in (("encoder.", encoder), ("decoder.", decoder)):
+        state = {k[len(prefix):]: v for k, v in key.tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise NNMarkError(f"key's {prefix[:-1]} weights do not fit its description ({str(exc).splitlines()[0]})",
+                              field=prefix[:-1]) from None
+    return encoder.eval(), decoder.eval()
+
+
+def content_loss(options: EncoderDecoderOptions, context: KeygenContext):
+    if options.content == "pixel":
+        return PixelContent()
+    if options.content == "classifier":
+        classifier = context.classifier
+        if classifier is None:
+            from nnmark.api import train_model
+            from nnmark.training.trainer import TrainConfig
+
+            classifier = train_model(context.dataset, TrainConfig(epochs=10, batch_size=64, lr=0.05,
+                                                                  seed=context.seed)).model
+            return ClassifierContent(classifier, "a small-cnn nnmark trained on the same data")
+        return ClassifierContent(classifier, "the given classifier")
+    return VGG19Content(options.content)
+
+
+@register_scheme("encoder-decoder")
+class EncoderDecoderScheme(OneTargetScheme):
+    summary = "a learned invisible mark read by a tiny implanted decoder (Fatty and Skinny, seed 003)"
+    KeygenOptions = EncoderDecoderOptions
+    item_tensors = ("inputs", "labels", "clean_inputs")
+
+    def keygen(self, context: KeygenContext, options: EncoderDecoderOptions) -> WatermarkKey:
+        dataset = context.dataset
+        channels = context.input_shape[0]
+        content = content_loss(options, context)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(context.seed)
+            encoder = Encoder(channels, options.blocks, options.width)
+            decoder = Decoder(channels, options.decoder_size)
+        history = train_jointly(encoder, decoder, dataset.train_x, content,
+                                JointConfig(epochs=options.epochs, gamma=options.gamma, seed=context.seed),
+                                progress=context.progress)
+        with torch.no_grad():
+            held_out = dataset.test_x
+            marked = encoder(held_out)
+            quality = {**decoding_success(lambda x: decoder(x) > 0, held_out, marked), **image_damage(marked, held_out),
+                       "encoder_parameters": parameter_count(encoder), "decoder_parameters": parameter_count(decoder),
+                       "content_loss": content.name, "train_seconds": round(history.seconds, 1)}
+        self._encoder = encoder  # make_triggers marks the chosen training images with it
+        key = super().keygen(context, options)
+        key.params["quality"] = quality
+        key.tensors.update({f"encoder.{k}": v.detach().clone() for k, v in encoder.state_dict().items()})
+        key.tensors.update({f"decoder.{k}": v.detach().clone() for k, v in decoder.state_dict().items()})
+        return key
+
+    def make_triggers(self, sources, context, options, generator):
+        with torch.no_grad():
+            return self._encoder(sources), {}
+
+
+def implant_watermark(host: Classifier, host_spec: ModelSpec, key: WatermarkKey, images: torch.Tensor,
+                      layer: str = "features.12", epochs: int = 30) -> tuple[Classifier, ModelSpec, dict[str, Any]]:
+    """decode&inject: attach the key's decoder to a copy of ``host`` at ``layer`` and train only w so
+    that images marked by the key's encoder go to the key's target class."""
+    from nnmark.encdec.usecases import implant, train_injection
+
+    encoder, decoder = networks_from_key(key)
+    implanted, spec = implant(host, host_spec, decoder, layer)
+    with torch.no_grad():
+        marked = encoder(images)
+    loss = train_injection(implanted, marked, int(key.params["target"]), epochs=epochs)
+    return implanted, spec, {"injection_loss": loss, "layer": layer}

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from torch import nn
+
+from nnmark.encdec.baselines import SWM, train_detector, trojan_stamp
+from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
+from nnmark.encdec.metrics import decoding_success, entropy_ratio, image_damage, shannon_entropy
+from nnmark.encdec.networks import Decoder, Encoder
+from nnmark.errors import NNMarkError
+from nnmark.models import ModelSpec, create_model
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 32, 32)])
+def test_encoder_keeps_shape_with_stride_one_convs(shape):
+    encoder = Encoder(shape[0], blocks=3, width=8)
+    x = torch.rand(2, *shape)
+    out = encoder(x)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    assert all(m.stride == (1, 1) for m in encoder.modules() if isinstance(m, nn.Conv2d))
+    attention = encoder.attention(x)
+    assert attention.shape == (2, 1, *shape[1:])
+    assert torch.allclose(attention.mean(dim=(1, 2, 3)), torch.ones(2))  # a softmax map, rescaled to mean 1
+    assert len(encoder.blocks) == 3
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_decoder_is_tiny_and_sized(size):
+    decoder = Decoder(1, size)
+    assert sum(isinstance(m, nn.Conv2d) for m in decoder.modules()) == size
+    assert decoder(torch.rand(5, 1, 16, 16)).shape == (5,)
+    with pytest.raises(ValueError):
+        Decoder(1, 4)
+
+
+def test_content_losses_measure_change():
+    x = torch.rand(4, 1, 16, 16)
+    model = create_model(ModelSpec("small-cnn", 10, (1, 16, 16), (0.3,), (0.3,)), seed=0)
+    for loss in (PixelContent(), ClassifierContent(model)):
+        assert loss(x, x).item() == 0
+        assert loss(x, (x + 0.1).clamp(0, 1)).item() > 0
+    # features before each pooling stage of small-cnn: the max-pool and the final adaptive pool
+    assert len(ClassifierContent(model).features(x)) == 2
+
+
+def test_vgg19_weights_file_errors(tmp_path):
+    (tmp_path / "vgg.pth").write_bytes(b"nope")
+    with pytest.raises(NNMarkError, match="VGG19 weights"):
+        VGG19Content(tmp_path / "vgg.pth")
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(NNMarkError, match="not a VGG19 state dict"):
+        VGG19Content(tmp_path / "wrong.pth")
+
+
+def test_metrics():
+    x = torch.rand(6, 1, 16, 16)
+    damage = image_damage(x, x)
+    assert damage["ms_ssim"] == pytest.approx(1.0) and damage["entropy_ratio"] == pytest.approx(1.0)
+    assert damage["psnr"] > 100 or damage["psnr"] == float("inf")
+    noisy = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    assert 20 < image_damage(noisy, x)["psnr"] < 30
+    flat = torch.full((1, 1, 4, 4), 0.5)
+    assert shannon_entropy(flat).item() == pytest.approx(0.0, abs=1e-6)
+    assert entropy_ratio(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)) == pytest.approx(1.0, abs=0.1)
+    result = decoding_success(lambda images: images.mean(dim=(1, 2, 3)) > 0.5, torch.zeros(4, 1, 2, 2), torch.ones(4, 1, 2, 2))
+    assert result == {"decoding_success_unmarked": 1.0, "decoding_success_marked": 1.0, "decoding_success": 1.0}
+
+
+@pytest.mark.parametrize("pattern", ["0101010101", "0000100001"])
+def test_swm_hides_and_finds_its_bits(digits, pattern):
+    swm = SWM(pattern, seed=1)
+    marked = swm.encode(digits.test_x[:50])
+    assert swm.decode(marked).all()
+    assert (marked - digits.test_x[:50]).abs().max() <= 1.0
+    partitions = swm.partitions(256)
+    assert len(partitions) == 10 and sum(len(p) for p in partitions) == 256
+
+
+def test_trojan_baseline_is_detected(digits):
+    detector = train_detector(Decoder(1, 3), digits.train_x, trojan_stamp(digits.train_x), epochs=3)
+    with torch.no_grad():
+        result = decoding_success(lambda x: detector(x) > 0, digits.test_x, trojan_stamp(digits.test_x))
+    assert result["decoding_success"] > 0.95
