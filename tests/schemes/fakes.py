@@ -21,3 +21,17 @@ class FixedAnswers:
             if known.shape == inputs.shape and torch.equal(known, inputs):
                 return answers
         return torch.full((len(inputs),), self.default, dtype=torch.long)
+
+
+def sign_with_regulariser(model, key, steps: int, strength: float = 1.0, lr: float = 0.1):
+    """Write a weight signature into ``model`` by the regulariser alone (no task loss)."""
+    from nnmark.schemes.uchida import SignatureRegulariser
+
+    hook = SignatureRegulariser(key, strength=strength)
+    hook.setup(model, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        hook.extra_loss(model).backward()
+        optimizer.step()
+    return model

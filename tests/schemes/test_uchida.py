@@ -5,9 +5,9 @@ from nnmark.api import generate_key, verify_model
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 from nnmark.schemes import get_scheme
-from nnmark.schemes.uchida import SignatureRegulariser, averaged_weight, message_bits
+from nnmark.schemes.uchida import averaged_weight, message_bits
 
-from .fakes import FixedAnswers
+from .fakes import FixedAnswers, sign_with_regulariser
 
 SPEC = ModelSpec("small-cnn", 10, (1, 16, 16), (0.5,), (0.5,))
 
@@ -43,14 +43,7 @@ def test_unmarked_models_decode_near_half():
 
 def test_regulariser_alone_writes_the_signature():
     key = make_key(bits=128)
-    model = create_model(SPEC, seed=0)
-    hook = SignatureRegulariser(key, strength=1.0)
-    hook.setup(model, torch.device("cpu"))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(100):
-        optimizer.zero_grad()
-        hook.extra_loss(model).backward()
-        optimizer.step()
+    model = sign_with_regulariser(create_model(SPEC, seed=0), key, steps=100)
     verdict = verify_model(model, key)
     assert verdict.matches == 128 and verdict.owned and verdict.details["layer_matched_by"] == "name"
 

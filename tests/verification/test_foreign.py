@@ -7,9 +7,10 @@ from nnmark.api import generate_key, verify_model
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 from nnmark.models.export import export_onnx
-from nnmark.schemes.uchida import SignatureRegulariser
 from nnmark.verification.foreign import OnnxSuspect
 from nnmark.verification.open import open_suspect
+
+from ..schemes.fakes import sign_with_regulariser
 
 
 def test_onnx_round_trip_black_box(tmp_path, marked, control, adi_key):
@@ -27,14 +28,7 @@ def test_onnx_round_trip_black_box(tmp_path, marked, control, adi_key):
 def test_onnx_white_box_reads_initializers(tmp_path):
     spec = ModelSpec("small-cnn", 10, (1, 16, 16), (0.5,), (0.5,))
     key = generate_key("uchida", num_classes=10, input_shape=(1, 16, 16), seed=4, model_spec=spec, options={"bits": 64})
-    model = create_model(spec, seed=0)
-    hook = SignatureRegulariser(key, strength=1.0)
-    hook.setup(model, torch.device("cpu"))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    for _ in range(60):
-        optimizer.zero_grad()
-        hook.extra_loss(model).backward()
-        optimizer.step()
+    model = sign_with_regulariser(create_model(spec, seed=0), key, steps=60)
     export_onnx(model.eval(), spec, tmp_path / "signed.onnx")
     export_onnx(create_model(spec, seed=3).eval(), spec, tmp_path / "other.onnx")
     verdict = verify_model(OnnxSuspect(tmp_path / "signed.onnx"), key)
