@@ -59,29 +59,37 @@ class DecodeInjectNet(nn.Module):
 @register_model("decode-inject")
 def decode_inject(num_classes: int, input_shape: tuple[int, int, int], host_architecture: str = "small-cnn",
                   host_kwargs: dict | None = None, decoder_size: int = 3, decoder_width: int = 8,
-                  layer: str = "features.10", feature_shape: tuple[int, ...] = (32, 8, 8),
+                  layer: str = "features.12", feature_shape: tuple[int, ...] | None = None,
                   mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> nn.Module:
     """Rebuilds an implanted model from its stored description (weights come from the file)."""
     if host_architecture == "decode-inject" or host_architecture not in MODELS:
         raise NNMarkError(f"unknown host architecture '{host_architecture}'", field="host_architecture")
     host = MODELS.get(host_architecture)(num_classes=num_classes, input_shape=input_shape, **(host_kwargs or {}))
+    if feature_shape is None:  # not stored: read it off the host at this input size
+        feature_shape = _output_shape(host, layer, input_shape)
     return DecodeInjectNet(host, Decoder(input_shape[0], decoder_size, decoder_width), layer,
                            tuple(feature_shape), tuple(mean), tuple(std))
 
 
-def feature_shape_at(host: Classifier, layer: str, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
-    modules = dict(host.net.named_modules())
+def _output_shape(net: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    modules = dict(net.named_modules())
     if layer not in modules:
-        known = [n for n, m in host.net.named_modules() if isinstance(m, (nn.Conv2d, nn.ReLU, nn.BatchNorm2d))]
+        known = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.ReLU, nn.BatchNorm2d))]
         raise NNMarkError(f"host has no layer '{layer}'", field="layer", expected=", ".join(known[:12]))
     shapes = []
     handle = modules[layer].register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
+    was_training = net.training
     try:
         with torch.no_grad():
-            host.eval()(torch.zeros(1, *input_shape))
+            net.eval()(torch.zeros(1, *input_shape))
     finally:
         handle.remove()
+        net.train(was_training)
     return shapes[0]
+
+
+def feature_shape_at(host: Classifier, layer: str, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    return _output_shape(host.net, layer, input_shape)
 
 
 def implant(host: Classifier, host_spec: ModelSpec, decoder: Decoder, layer: str) -> tuple[Classifier, ModelSpec]:
