@@ -1,0 +1,122 @@
+"""Training throughput (images/s) of ResNet-18 (Adi et al.'s CIFAR variant) on CIFAR-shaped data
+with a 100-image trigger set mixed in, measured in one run for:
+
+  (a) the common loop of published watermarking code: a DataLoader with per-sample CPU
+      augmentation (random crop with padding 4, horizontal flip), fp32, triggers concatenated;
+  (b) nnmark's trainer (``nnmark.training.fit`` with the ``MixInSamples`` hook): data resident on
+      the device, batch augmentation there, bf16 autocast and channels-last on CUDA.
+
+    python3 benchmarks/train_throughput.py [--steps 20] [--batch 100] [--triggers 2] [--device auto]
+
+Uses the real CIFAR-10 when NNMARK_DATA (or --data-dir) holds it, else random CIFAR-shaped data
+(throughput does not depend on pixel values). Prints one table.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from nnmark.data.base import Augmentation
+from nnmark.models import ModelSpec, create_model
+from nnmark.training import MixInSamples, TrainConfig, fit, resolve_device
+
+
+class PerSampleAugmented(TorchDataset):
+    """What most published code does: crop and flip one image at a time on the CPU."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = F.pad(self.images[index], (4, 4, 4, 4))
+        top, left = torch.randint(0, 9, (2,)).tolist()
+        image = image[:, top:top + 32, left:left + 32]
+        if torch.rand(()) < 0.5:
+            image = image.flip(2)
+        return image, self.labels[index]
+
+
+def common_loop(model, images, labels, triggers, trigger_labels, batch, per_batch, steps, device, workers):
+    loader = DataLoader(PerSampleAugmented(images, labels), batch_size=batch, shuffle=True, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0)
+    model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    done, started, cursor = 0, None, 0
+    for step, (x, y) in enumerate(loader):
+        if step == 2:  # warm-up steps are not counted
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started, done = time.perf_counter(), 0
+        take = torch.arange(cursor, cursor + per_batch) % len(triggers)
+        cursor += per_batch
+        x = torch.cat([x, triggers[take]]).to(device)
+        y = torch.cat([y, trigger_labels[take]]).to(device)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss.item()  # the usual per-step logging sync
+        done += len(y)
+        if step + 1 >= steps + 2:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return done / (time.perf_counter() - started)
+
+
+def nnmark_trainer(model, images, labels, triggers, trigger_labels, batch, per_batch, steps, device):
+    hook = MixInSamples(triggers, trigger_labels, per_batch=per_batch)
+    augmentation = Augmentation(crop_padding=4, horizontal_flip=True)
+    n = batch * (steps + 2)
+    subset_x, subset_y = images[:n], labels[:n]
+    warm = TrainConfig(epochs=1, batch_size=batch, lr=0.1, device=str(device))
+    fit(model, subset_x[:2 * batch], subset_y[:2 * batch], warm, augmentation=augmentation, hooks=[hook])
+    config = TrainConfig(epochs=1, batch_size=batch, lr=0.1, device=str(device))
+    result = fit(model, subset_x[:steps * batch], subset_y[:steps * batch], config, augmentation=augmentation,
+                 hooks=[hook])
+    return result.steps * (batch + per_batch) / result.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--triggers", type=int, default=2, help="trigger images per batch")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the common loop")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    count = args.batch * (args.steps + 4)
+    try:
+        from nnmark.data import load_dataset
+
+        data = load_dataset("cifar10", args.data_dir)
+        images, labels, source = data.train_x[:count], data.train_y[:count], "CIFAR-10"
+    except Exception:  # no dataset here: shapes are all that matter for speed
+        images, labels, source = torch.rand(count, 3, 32, 32), torch.randint(0, 10, (count,)), "random CIFAR-shaped"
+    triggers, trigger_labels = torch.rand(100, 3, 32, 32), torch.randint(0, 10, (100,))
+    spec = ModelSpec("resnet18", 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+    a = common_loop(create_model(spec, seed=0), images, labels, triggers, trigger_labels, args.batch,
+                    args.triggers, args.steps, device, args.workers)
+    b = nnmark_trainer(create_model(spec, seed=0), images, labels, triggers, trigger_labels, args.batch,
+                       args.triggers, args.steps, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    print(f"ResNet-18, {source}, batch {args.batch}+{args.triggers}, {args.steps} timed steps, {name}, torch {torch.__version__}")
+    print(f"{'loop':<44} {'images/s':>10}")
+    print(f"{'common: DataLoader, per-sample CPU aug, fp32':<44} {a:>10.1f}")
+    print(f"{'nnmark trainer':<44} {b:>10.1f}")
+    print(f"{'ratio':<44} {b / a:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
