@@ -101,15 +101,23 @@ def parse_chain(text: str) -> list[AttackStep]:
     return steps
 
 
+def resolve_strengths(steps: list[AttackStep], strength: float | None = None) -> list[tuple[Attack, float]]:
+    """Each step's attack and the strength it runs at: ``strength`` for a single-step chain when
+    given, else the step's own, else the attack's default inside a chain."""
+    resolved = []
+    for step in steps:
+        attack = get_attack(step.attack)
+        if strength is not None and len(steps) == 1:
+            resolved.append((attack, strength))
+        else:
+            resolved.append((attack, step.strength if step.strength is not None else attack.chain_strength))
+    return resolved
+
+
 def run_chain(model: Classifier, steps: list[AttackStep], context: AttackContext,
               strength: float | None = None) -> Classifier:
     """Apply ``steps`` in order. ``strength`` overrides the strength of a single-step chain."""
-    for index, step in enumerate(steps):
-        attack = get_attack(step.attack)
-        if strength is not None and len(steps) == 1:
-            value = strength
-        else:
-            value = step.strength if step.strength is not None else attack.chain_strength
+    for index, (attack, value) in enumerate(resolve_strengths(steps, strength)):
         model = attack.apply(model, value, replace(context, seed=context.seed + 7919 * index))
     return model
 

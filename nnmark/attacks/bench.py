@@ -22,7 +22,7 @@ from scipy import stats
 
 from nnmark import __version__
 from nnmark.api import calibrate_null, generate_key, train_model, verify_model
-from nnmark.attacks.base import AttackContext, get_attack, parse_chain, run_chain
+from nnmark.attacks.base import AttackContext, get_attack, parse_chain, resolve_strengths, run_chain
 from nnmark.data.base import Dataset, load_dataset
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, read_json, write_json
@@ -155,10 +155,7 @@ class Bench:
         attacked = run_chain(victim, steps, context, strength)
         accuracy = evaluate(attacked, self.data.test_x, self.data.test_y, device=config.attack_train.device)
         verdict = verify_model(attacked, key, alpha=config.alpha, null_rate=null)
-        epochs = sum(get_attack(step.attack).epochs(
-            strength if (strength is not None and len(steps) == 1) else
-            (step.strength if step.strength is not None else get_attack(step.attack).chain_strength), context)
-            for step in steps)
+        epochs = sum(attack.epochs(value, context) for attack, value in resolve_strengths(steps, strength))
         keeps_accuracy = accuracy >= victim_accuracy - config.tolerance
         record = {
             "scheme": scheme, "attack": attack_spec, "strength": strength, "seed": seed,
