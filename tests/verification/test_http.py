@@ -9,7 +9,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from nnmark.api import verify_model
