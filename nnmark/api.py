@@ -3,7 +3,7 @@ over these; each takes explicit arguments and returns values, and none writes fi
 is a ``save_*`` function."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -139,11 +139,6 @@ def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: floa
     return scheme.verify(as_suspect(suspect), key, alpha=alpha, null_rate=null_rate)
 
 
-def fine_tune_config(config: TrainConfig) -> TrainConfig:
-    """Defaults for the 'pretrained' mode: a tenth of the from-scratch learning rate, constant."""
-    return replace(config, lr=config.lr * 0.1, schedule="constant")
-
-
 def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect], *, alpha: float = 1e-6,
                       names: list[str] | None = None) -> dict[str, Any]:
     """Test ``key`` against models made without it and compare with the verifier's null.
@@ -184,7 +179,7 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect], *,
         "assumed_null_rate": max(assumed) if assumed else None,
         "min_p_value": min((r["p_value"] for r in judged), default=None),
     }
-    if hasattr(scheme, "calibrate") and scheme.item_tensors and scheme.access == "black-box":
+    if scheme.access == "black-box":  # a white-box null (uchida) is exact and needs none
         calibration = scheme.calibrate(key, suspects)
         study["calibrated_null"] = {"rate": calibration.rate, "source": calibration.source}
     # The verifier's null is conservative here if no control was accused and the pooled rate

@@ -37,9 +37,6 @@ class AttackContext:
     victim_key: WatermarkKey | None = None
     progress: Any = None
 
-    def budget(self, epochs: int = 0) -> dict[str, Any]:
-        return {"data_samples": len(self.data.train_y), "epochs": epochs}
-
 
 class Attack(ABC):
     name: ClassVar[str]

@@ -193,13 +193,9 @@ class Bench:
                     for seed in range(config.seeds):
                         records.append(self.cell(scheme, victim, key, victim_accuracy, null, attack_spec,
                                                  strength, seed))
-        return {"nnmark_version": __version__, "config": _config_json(config), "victims": victims,
+        return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,
                 "records": records, "summary": summarise(records),
                 "cache": {"computed": self.computed, "reused": self.reused}}
-
-
-def _config_json(config: BenchConfig) -> dict[str, Any]:
-    return asdict(config)
 
 
 def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:

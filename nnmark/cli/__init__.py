@@ -551,10 +551,8 @@ def encdec_sweep(
     from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
     from nnmark.encdec.sweep import image_grid, paper_table, run_sweep
     from nnmark.encdec.sweep import use_cases as measure_use_cases
-    from nnmark.io import atomic_directory, write_json
+    from nnmark.io import atomic_directory, ensure_can_write, write_json
     from nnmark.training.trainer import TrainConfig
-
-    from nnmark.io import ensure_can_write
 
     ensure_can_write(out, force)
     try:

@@ -82,7 +82,6 @@ def content_loss(options: EncoderDecoderOptions, context: KeygenContext):
 class EncoderDecoderScheme(OneTargetScheme):
     summary = "a learned invisible mark read by a tiny implanted decoder (Fatty and Skinny, seed 003)"
     KeygenOptions = EncoderDecoderOptions
-    item_tensors = ("inputs", "labels", "clean_inputs")
 
     def keygen(self, context: KeygenContext, options: EncoderDecoderOptions) -> WatermarkKey:
         dataset = context.dataset

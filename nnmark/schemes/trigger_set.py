@@ -67,14 +67,10 @@ class TriggerSetScheme(WatermarkScheme):
                               f"labels for {len(labels)} queries", expected=f"shape ({len(labels)},)")
         return TriggerEvidence(predictions, labels)
 
-    def chance_rate(self, key: WatermarkKey) -> tuple[float, str]:
-        """The agreement an independent model would reach, and where that figure comes from."""
-        return 1.0 / key.num_classes, f"chance 1/K = 1/{key.num_classes} (labels drawn uniformly)"
-
     def null_for(self, suspect: Suspect, key: WatermarkKey) -> tuple[float, str, dict[str, Any]]:
-        """The scheme's own null rate when the verifier gives none."""
-        rate, source = self.chance_rate(key)
-        return rate, source, {}
+        """The scheme's own null rate when the verifier gives none: for labels drawn uniformly,
+        the agreement of any model made without the key is 1/K."""
+        return 1.0 / key.num_classes, f"chance 1/K = 1/{key.num_classes} (labels drawn uniformly)", {}
 
     def statistic(self, key: WatermarkKey) -> str:
         return "trigger-set agreement"

@@ -8,6 +8,7 @@ from typing import Any
 from nnmark.errors import NNMarkError
 from nnmark.io import sha256_file
 from nnmark.models.store import META_FILE, WEIGHTS_FILE, ModelSpec, load_model
+from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import WatermarkKey
 from nnmark.verification.suspects import ModuleSuspect, Suspect
 
@@ -36,11 +37,8 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
             raise NNMarkError("is a directory but not an nnmark model", path=path,
                               expected=f"{WEIGHTS_FILE} and {META_FILE}")
         loaded = load_model(path)
-        if loaded.spec.num_classes != key.num_classes or tuple(loaded.spec.input_shape) != tuple(key.input_shape):
-            from nnmark.schemes.base import get_scheme
-
-            get_scheme(key.scheme).check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
-                                              f"the model {path}")
+        get_scheme(key.scheme).check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
+                                          f"the model {path}")
         return (ModuleSuspect(loaded.model, str(path), device),
                 {"kind": "nnmark model", "path": str(path), "sha256": sha256_file(path / WEIGHTS_FILE)})
     if not path.is_file():
