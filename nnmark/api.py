@@ -14,6 +14,7 @@ from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, LoadedModel, ModelSpec, create_model
 from nnmark.schemes.base import KeygenContext, get_scheme
 from nnmark.schemes.key import WatermarkKey
+from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, evaluate, fit, predict_logits
 from nnmark.verification.stats import Calibration, Verdict
 from nnmark.verification.suspects import Suspect, as_suspect
@@ -56,6 +57,7 @@ class TrainedModel:
             "training": {"epochs": self.config.epochs, "batch_size": self.config.batch_size,
                          "lr": self.config.lr, "schedule": self.config.schedule,
                          "seed": self.config.seed, "seconds": round(self.result.seconds, 2),
+                         "processes": self.result.processes,
                          "final_loss": self.result.history[-1].loss if self.result.history else None},
             "watermark": self.watermark,
         }
@@ -65,7 +67,8 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
                 model_kwargs: dict[str, Any] | None = None, key: WatermarkKey | None = None,
                 mode: str = "scratch", base: LoadedModel | None = None,
                 embed_options: dict[str, Any] | None = None, temperature: float = 1.0,
-                progress=None, description: str = "training") -> TrainedModel:
+                progress=None, description: str = "training",
+                distributed: Distributed | None = None) -> TrainedModel:
     """Train a model on ``dataset``, embedding ``key`` if given.
 
     * ``mode="scratch"``: a fresh ``architecture`` trained on the labels;
@@ -74,6 +77,9 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
     * ``mode="distill"``: a fresh ``architecture`` trained only on ``base``'s softened outputs
       (softmax at ``temperature``) on the training images, never their labels (Uchida et al.'s
       distillation). Augmentation is off there: the soft targets belong to the unaltered images.
+
+    ``distributed`` trains data-parallel with the other ranks of a torchrun group (see
+    :mod:`nnmark.training.distributed`); every rank calls this alike and gets the same model.
     """
     if mode not in MODES:
         raise NNMarkError(f"unknown mode '{mode}'", field="mode", expected=" or ".join(MODES))
@@ -91,11 +97,12 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
         spec = ModelSpec(architecture, dataset.num_classes, dataset.input_shape, dataset.mean,
                          dataset.std, dict(model_kwargs or {}))
         model = create_model(spec, seed=config.seed)
+    device = distributed.device if distributed else config.device
     if mode == "distill":
         _check_dataset_fits(base.spec, dataset, str(base.path))
         if temperature <= 0:
             raise NNMarkError("must be positive", field="temperature", got=temperature)
-        logits = predict_logits(base.model, dataset.train_x, device=config.device)
+        logits = predict_logits(base.model, dataset.train_x, device=device)
         targets = torch.softmax(logits / temperature, dim=1)
         augmentation = None
     hooks, watermark = [], {}
@@ -106,8 +113,8 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
         hooks = scheme.hooks(key, options, seed=config.seed)
         watermark = {"scheme": key.scheme, "mode": mode}
     result = fit(model, dataset.train_x, targets, config, augmentation=augmentation,
-                 hooks=hooks, progress=progress, description=description)
-    accuracy = evaluate(model, dataset.test_x, dataset.test_y, device=config.device)
+                 hooks=hooks, progress=progress, description=description, distributed=distributed)
+    accuracy = evaluate(model, dataset.test_x, dataset.test_y, device=device)
     return TrainedModel(model, spec, accuracy, result, config, watermark)
 
 

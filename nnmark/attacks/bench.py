@@ -7,11 +7,17 @@ removing the mark.
 
 Everything expensive is cached in the output directory by a hash of what determines it, so a
 re-run with one more attack trains nothing it already has.
+
+Under torchrun (a :class:`~nnmark.training.distributed.Distributed` handle) the victims and the
+control are trained data-parallel by all ranks, and the attack cells, which are many and
+independent, are dealt out among the ranks and each run in one process; rank 0 writes the key,
+the models and the results, and each rank writes the cells it ran.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +35,7 @@ from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
 from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import load_key, save_key
+from nnmark.training.distributed import Distributed, run_on_main
 from nnmark.training.trainer import TrainConfig, evaluate
 
 MARKER = ".nnmark-bench"
@@ -64,6 +71,18 @@ class BenchConfig:
             parse_chain(spec)
 
 
+@dataclass
+class Victim:
+    """A watermarked model under attack, with what judging its attacked copies needs."""
+
+    scheme: str
+    name: str  # its cache name, which hashes how it was trained
+    model: Any
+    key: Any
+    accuracy: float
+    null: Any = None  # a Calibration, for schemes whose null is measured on a control
+
+
 def _digest(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -79,13 +98,17 @@ def _sweep(attack_spec: str, quick: bool) -> list[float | None]:
 
 class Bench:
     def __init__(self, config: BenchConfig, out: str | Path, data_dir: str | Path | None = None,
-                 progress=None, log=None) -> None:
-        self.config, self.out, self.progress = config, Path(out), progress
-        self.log = log or (lambda message: None)
+                 progress=None, log=None, distributed: Distributed | None = None) -> None:
+        self.config, self.out, self.distributed = config, Path(out), distributed
+        self.main = distributed is None or distributed.is_main
+        self.progress = progress if self.main else None
+        self.log = (log if self.main else None) or (lambda message: None)
         self.data: Dataset = load_dataset(config.dataset, data_dir)
         self.spec = ModelSpec(config.architecture, self.data.num_classes, self.data.input_shape,
                               self.data.mean, self.data.std)
         self.cache = self.out / "cache"
+        # A data-parallel victim follows another trajectory than a one-process one: cache apart.
+        self._processes = (f"processes={distributed.world_size}",) if distributed else ()
         self.computed = self.reused = 0
 
     # Cached artefacts -------------------------------------------------------------------
@@ -93,57 +116,78 @@ class Bench:
     def _cached_model(self, name: str, train) -> tuple[Any, dict]:
         directory = self.cache / name
         if (directory / "model" / "model.json").is_file():
-            self.reused += 1
+            self.reused += self.main  # every rank loads it; count it once
             loaded = load_model(directory / "model")
             return loaded.model, loaded.metadata
         model, metadata = train()
         key = metadata.pop("key", None)
-        with atomic_directory(directory, force=True) as staging:
-            save_model(model, self.spec, staging / "model", metadata=metadata)
-            if key is not None:
-                save_key(key, staging / "key")
-        self.computed += 1
+
+        def save() -> None:
+            with atomic_directory(directory, force=True) as staging:
+                save_model(model, self.spec, staging / "model", metadata=metadata)
+                if key is not None:
+                    save_key(key, staging / "key")
+
+        run_on_main(self.distributed, save)  # the other ranks read the key from here next
+        self.computed += self.main
         return model, metadata
+
+    def _key(self, name: str, make):
+        """One key for every rank: rank 0 makes it and the others read it, so a key whose making
+        is not bit-for-bit reproducible (one trained on a GPU) is still the same everywhere."""
+        if self.distributed is None:
+            return make()
+        pending = self.cache / f".pending-key-{name}"
+        run_on_main(self.distributed, lambda: save_key(make(), pending, force=True))
+        key = load_key(pending)
+        run_on_main(self.distributed, lambda: shutil.rmtree(pending, ignore_errors=True))
+        return key
 
     def control(self):
         config = self.config
-        name = "control-" + _digest(config.dataset, config.architecture, asdict(config.victim), "seed+1")
+        name = "control-" + _digest(config.dataset, config.architecture, asdict(config.victim), "seed+1",
+                                     *self._processes)
 
         def train():
             self.log("training a control model without any key")
             trained = train_model(self.data, replace(config.victim, seed=config.victim.seed + 1),
                                   architecture=config.architecture, progress=self.progress,
-                                  description="control")
+                                  description="control", distributed=self.distributed)
             return trained.model, {"test_accuracy": trained.test_accuracy}
 
         return self._cached_model(name, train)[0]
 
-    def victim(self, scheme: str):
+    def victim(self, scheme: str) -> Victim:
         config = self.config
-        name = f"victim-{scheme}-" + _digest(scheme, config.dataset, config.architecture, asdict(config.victim))
+        name = f"victim-{scheme}-" + _digest(scheme, config.dataset, config.architecture, asdict(config.victim),
+                                             *self._processes)
         implementation = get_scheme(scheme)
 
         def train():
             self.log(f"training the {scheme} victim")
-            key = generate_key(scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
-                               seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec)
+            key = self._key(name, lambda: generate_key(
+                scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
+                seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec))
             trained = train_model(self.data, config.victim, architecture=config.architecture, key=key,
                                   embed_options=implementation.demo_embed_options, progress=self.progress,
-                                  description=f"victim {scheme}")
+                                  description=f"victim {scheme}", distributed=self.distributed)
             return trained.model, {"test_accuracy": trained.test_accuracy, "key": key}
 
         model, metadata = self._cached_model(name, train)
-        key = load_key(self.cache / name / "key")
-        return model, key, metadata["test_accuracy"]
+        return Victim(scheme, name, model, load_key(self.cache / name / "key"), metadata["test_accuracy"])
 
     # Cells -------------------------------------------------------------------------------
 
-    def cell(self, scheme: str, victim, key, victim_accuracy: float, null, attack_spec: str,
-             strength: float | None, seed: int) -> dict[str, Any]:
+    def _cell_path(self, victim: Victim, attack_spec: str, strength: float | None, seed: int) -> Path:
         config = self.config
-        ident = _digest(scheme, key.commitment, attack_spec, strength, seed, config.attacker_fraction,
-                        asdict(config.attack_train), config.alpha, __version__)
-        path = self.cache / "cells" / f"{ident}.json"
+        # The victim's cache name covers how it was trained; a retrained victim gets fresh cells.
+        ident = _digest(victim.scheme, victim.name, victim.key.commitment, attack_spec, strength, seed,
+                        config.attacker_fraction, asdict(config.attack_train), config.alpha, __version__)
+        return self.cache / "cells" / f"{ident}.json"
+
+    def cell(self, victim: Victim, attack_spec: str, strength: float | None, seed: int) -> dict[str, Any]:
+        config = self.config
+        path = self._cell_path(victim, attack_spec, strength, seed)
         if path.is_file():
             self.reused += 1
             return read_json(path, "cached result")
@@ -151,15 +195,15 @@ class Bench:
         steps = parse_chain(attack_spec)
         attacker_data = self.data.subset(config.attacker_fraction, seed=seed)
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
-                                victim_key=key, progress=self.progress)
-        attacked = run_chain(victim, steps, context, strength)
+                                victim_key=victim.key, progress=self.progress)
+        attacked = run_chain(victim.model, steps, context, strength)
         accuracy = evaluate(attacked, self.data.test_x, self.data.test_y, device=config.attack_train.device)
-        verdict = verify_model(attacked, key, alpha=config.alpha, null_rate=null)
+        verdict = verify_model(attacked, victim.key, alpha=config.alpha, null_rate=victim.null)
         epochs = sum(attack.epochs(value, context) for attack, value in resolve_strengths(steps, strength))
-        keeps_accuracy = accuracy >= victim_accuracy - config.tolerance
+        keeps_accuracy = accuracy >= victim.accuracy - config.tolerance
         record = {
-            "scheme": scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-            "test_accuracy": accuracy, "victim_accuracy": victim_accuracy,
+            "scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+            "test_accuracy": accuracy, "victim_accuracy": victim.accuracy,
             "owned": verdict.owned, "p_value": verdict.p_value, "matches": verdict.matches,
             "total": verdict.total, "threshold": verdict.threshold, "statistic": verdict.statistic,
             "evidence": verdict.agreement, "removed": (not verdict.owned) and keeps_accuracy,
@@ -174,28 +218,37 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         config = self.config
-        records, victims = [], {}
+        cells, victims = [], {}
         control = None
         for scheme in config.schemes:
-            victim, key, victim_accuracy = self.victim(scheme)
-            null = None
+            victim = self.victim(scheme)
             if get_scheme(scheme).null_needs_controls:
                 control = control if control is not None else self.control()
-                null = calibrate_null(key, [control])
-            baseline = verify_model(victim, key, alpha=config.alpha, null_rate=null)
-            victims[scheme] = {"test_accuracy": victim_accuracy, "owned": baseline.owned,
+                victim.null = calibrate_null(victim.key, [control])
+            baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null_rate=victim.null)
+            victims[scheme] = {"test_accuracy": victim.accuracy, "owned": baseline.owned,
                                "p_value": baseline.p_value, "matches": baseline.matches,
                                "total": baseline.total, "statistic": baseline.statistic,
                                "null_source": baseline.null_source}
             for attack_spec in config.attacks:
                 for strength in _sweep(attack_spec, config.quick):
-                    self.log(f"{scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}")
-                    for seed in range(config.seeds):
-                        records.append(self.cell(scheme, victim, key, victim_accuracy, null, attack_spec,
-                                                 strength, seed))
+                    cells.extend((victim, attack_spec, strength, seed) for seed in range(config.seeds))
+        rank, world_size = (self.distributed.rank, self.distributed.world_size) if self.distributed else (0, 1)
+        records = []
+        for victim, attack_spec, strength, seed in cells[rank::world_size]:
+            self.log(f"{victim.scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}"
+                     f"{f' (seed {seed})' if config.seeds > 1 else ''}")
+            records.append(self.cell(victim, attack_spec, strength, seed))
+        counts = [self.computed, self.reused]
+        if self.distributed is not None:
+            import torch
+
+            counts = self.distributed.sum(torch.tensor(counts, device=self.distributed.device)).tolist()
+            # Every cell is in the cache now, written by the rank that ran it.
+            records = [read_json(self._cell_path(*cell), "cached result") for cell in cells]
         return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,
                 "records": records, "summary": summarise(records),
-                "cache": {"computed": self.computed, "reused": self.reused}}
+                "cache": {"computed": counts[0], "reused": counts[1]}}
 
 
 def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -243,13 +296,18 @@ def prepare_output(out: str | Path, force: bool) -> Path:
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | None = None,
-              force: bool = False, progress=None, log=None) -> dict[str, Any]:
+              force: bool = False, progress=None, log=None,
+              distributed: Distributed | None = None) -> dict[str, Any]:
     """Run the benchmark into ``out`` (reusing its cache) and write results.json, results.md and
-    plots/. Returns the results."""
+    plots/. Returns the results (on every rank when ``distributed``; rank 0 writes them)."""
     from nnmark.reporting.robustness import markdown_table, plot_results
 
-    out = prepare_output(out, force)
-    results = Bench(config, out, data_dir, progress, log).run()
+    main = distributed is None or distributed.is_main
+    run_on_main(distributed, lambda: prepare_output(out, force))
+    out = Path(out)
+    results = Bench(config, out, data_dir, progress, log, distributed).run()
+    if not main:
+        return results
     write_json(out / "results.json", results)
     (out / "results.md.tmp").write_text(markdown_table(results))
     (out / "results.md.tmp").replace(out / "results.md")

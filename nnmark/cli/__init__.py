@@ -199,44 +199,85 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Train a model, embedding a watermark when --watermark is given."""
+    """Train a model, embedding a watermark when --watermark is given.
+
+    Under `torchrun --nproc-per-node N nnmark train ...` it trains data-parallel (NCCL on GPUs,
+    gloo on CPU); --batch-size is the global batch and rank 0 writes OUT.
+    """
     from nnmark.api import train_model
     from nnmark.data.base import load_dataset
     from nnmark.io import ensure_can_write
     from nnmark.models.store import load_model, save_model
     from nnmark.schemes.base import SCHEMES
     from nnmark.schemes.key import load_key
+    from nnmark.training.distributed import join_from_environment, leave
     from nnmark.training.trainer import TrainConfig
 
-    ensure_can_write(out, force)
-    key = load_key(watermark) if watermark else None
-    embed_options = parse_assignments(embed, SCHEMES.get(key.scheme).EmbedOptions, "--embed") if key else None
-    if embed and not key:
-        raise NNMarkError("--embed only applies with --watermark", field="--embed")
-    if base is not None and mode == "scratch":
-        mode = "pretrained"
-    loaded = load_model(base) if base else None
-    fine_tuning = mode == "pretrained"
-    config = TrainConfig(epochs=epochs, batch_size=batch_size,
-                         lr=lr if lr is not None else (0.01 if fine_tuning else 0.1),
-                         schedule="constant" if (fine_tuning and lr is None and schedule == "step") else schedule,
-                         label_smoothing=label_smoothing, seed=seed, device=device)
-    dataset = load_dataset(data, data_dir)
-    with progress_bars(not quiet) as progress:
-        trained = train_model(dataset, config, architecture=model, key=key, mode=mode, base=loaded,
-                              embed_options=embed_options, temperature=temperature, progress=progress)
-    save_model(trained.model, trained.spec, out, force=force, metadata=trained.metadata())
-    console.print(f"test accuracy {100 * trained.test_accuracy:.2f}% after {epochs} epochs "
-                  f"({trained.result.seconds:.1f} s); wrote {out}")
-    if key is not None:
-        from nnmark.api import verify_model
+    group = join_from_environment(device)
+    main_rank = group is None or group.is_main
 
-        try:
-            verdict = verify_model(trained.model, key)
-            console.print(f"watermark check: {verdict.statistic} {verdict.matches}/{verdict.total}, "
-                          f"p = {verdict.p_value:.3g}")
-        except NNMarkError as why:  # e.g. a null that needs control models: not a training failure
-            console.print(f"watermark check skipped: {why}")
+    def prepare():
+        ensure_can_write(out, force)
+        key = load_key(watermark) if watermark else None
+        embed_options = parse_assignments(embed, SCHEMES.get(key.scheme).EmbedOptions, "--embed") if key else None
+        if embed and not key:
+            raise NNMarkError("--embed only applies with --watermark", field="--embed")
+        train_mode = "pretrained" if (base is not None and mode == "scratch") else mode
+        loaded = load_model(base) if base else None
+        fine_tuning = train_mode == "pretrained"
+        config = TrainConfig(epochs=epochs, batch_size=batch_size,
+                             lr=lr if lr is not None else (0.01 if fine_tuning else 0.1),
+                             schedule="constant" if (fine_tuning and lr is None and schedule == "step") else schedule,
+                             label_smoothing=label_smoothing, seed=seed,
+                             device=str(group.device) if group else device)
+        if group is not None and batch_size % group.world_size:
+            raise NNMarkError("the global batch must split evenly over the processes", field="--batch-size",
+                              expected=f"a multiple of {group.world_size}", got=batch_size)
+        return key, embed_options, train_mode, loaded, config, load_dataset(data, data_dir)
+
+    try:
+        key, embed_options, train_mode, loaded, config, dataset = on_every_rank(group, prepare)
+        with progress_bars(not quiet and main_rank) as progress:
+            trained = train_model(dataset, config, architecture=model, key=key, mode=train_mode, base=loaded,
+                                  embed_options=embed_options, temperature=temperature, progress=progress,
+                                  distributed=group)
+        if main_rank:
+            save_model(trained.model, trained.spec, out, force=force, metadata=trained.metadata())
+            ranks = f" on {group.world_size} processes" if group else ""
+            console.print(f"test accuracy {100 * trained.test_accuracy:.2f}% after {epochs} epochs "
+                          f"({trained.result.seconds:.1f} s{ranks}); wrote {out}")
+            if key is not None:
+                _watermark_check(trained.model, key)
+    finally:
+        leave(group)
+
+
+def on_every_rank(group, prepare):
+    """Run ``prepare`` on every rank and stop all ranks together if it fails on any, so that no
+    rank waits forever for the others in the first collective. A failing rank reports why; when
+    every rank failed (the same bad input), rank 0 alone does."""
+    try:
+        result, error = prepare(), None
+    except NNMarkError as why:
+        result, error = None, why
+    if group is not None:
+        failures = group.count_failures(error is None)
+        if failures and (error is None or (failures == group.world_size and not group.is_main)):
+            raise typer.Exit(2)
+    if error is not None:
+        raise error
+    return result
+
+
+def _watermark_check(model, key) -> None:
+    from nnmark.api import verify_model
+
+    try:
+        verdict = verify_model(model, key)
+        console.print(f"watermark check: {verdict.statistic} {verdict.matches}/{verdict.total}, "
+                      f"p = {verdict.p_value:.3g}")
+    except NNMarkError as why:  # e.g. a null that needs control models: not a training failure
+        console.print(f"watermark check skipped: {why}")
 
 
 @command()
@@ -502,9 +543,14 @@ def bench(
     out: Path = typer.Option(..., "--out", help="Bench directory (reused as a cache across runs)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory that is not a bench."),
 ) -> None:
-    """Attack a watermarked victim per scheme over strength sweeps; write results.json, results.md, plots."""
+    """Attack a watermarked victim per scheme over strength sweeps; write results.json, results.md, plots.
+
+    Under `torchrun --nproc-per-node N nnmark bench ...` the victims train data-parallel and the
+    attack cells are shared out among the processes; rank 0 writes the results.
+    """
     from nnmark.attacks.bench import DEFAULT_ATTACKS, BenchConfig, run_bench
     from nnmark.schemes.base import SCHEMES
+    from nnmark.training.distributed import join_from_environment, leave
     from nnmark.training.trainer import TrainConfig
 
     scheme_list = SCHEMES.names() if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
@@ -512,9 +558,16 @@ def bench(
     config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=model, attacker_fraction=fraction,
                          seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha,
                          victim=TrainConfig(epochs=epochs, batch_size=64, lr=0.05))
-    with progress_bars() as progress:
-        results = run_bench(config, out, data_dir=data_dir, force=force, progress=progress,
-                            log=lambda message: err_console.print(f"[dim]{message}[/]"))
+    group = join_from_environment()
+    try:
+        main_rank = group is None or group.is_main
+        with progress_bars(main_rank) as progress:
+            results = run_bench(config, out, data_dir=data_dir, force=force, progress=progress,
+                                log=lambda message: err_console.print(f"[dim]{message}[/]"), distributed=group)
+    finally:
+        leave(group)
+    if not main_rank:
+        return
     removed = [r for r in results["summary"] if r["removed_rate"] > 0]
     console.print(f"{len(results['records'])} records ({results['cache']['computed']} computed, "
                   f"{results['cache']['reused']} reused from cache)")

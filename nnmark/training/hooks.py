@@ -16,6 +16,10 @@ class TrainingHook:
     def setup(self, model: nn.Module, device: torch.device) -> None:  # noqa: B027
         """Called once before the first step, with the model already on ``device``."""
 
+    def shard(self, rank: int, world_size: int) -> None:  # noqa: B027
+        """Called after ``setup`` when training runs data-parallel over ``world_size`` processes;
+        each process's hook then supplies its share of what one step adds."""
+
     def extra_samples(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
@@ -25,7 +29,12 @@ class TrainingHook:
 
 class MixInSamples(TrainingHook):
     """Append ``per_batch`` samples of a fixed set to every batch, cycling through it in a fresh
-    random order each pass (Adi et al.: batch 100 of data plus 2 trigger images)."""
+    random order each pass (Adi et al.: batch 100 of data plus 2 trigger images).
+
+    Data-parallel, ``per_batch`` stays the count per global batch: every rank mixes in
+    ``ceil(per_batch / world_size)`` samples, and the ranks take disjoint slices of one shared
+    order (every rank seeds it alike), so the trigger share of the global batch is kept.
+    """
 
     def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, per_batch: int = 2,
                  seed: int = 0) -> None:
@@ -41,12 +50,22 @@ class MixInSamples(TrainingHook):
         self._generator = torch.Generator(device=device).manual_seed(self.seed)
         self._order = torch.empty(0, dtype=torch.long, device=device)
         self._cursor = 0
+        self._rank, self._local = 0, self.per_batch
+        self._draw = self.per_batch
+
+    def shard(self, rank: int, world_size: int) -> None:
+        self._rank = rank
+        self._local = -(-self.per_batch // world_size)
+        self._draw = self._local * world_size
 
     def extra_samples(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._cursor + self.per_batch > len(self._order):
-            self._order = torch.randperm(len(self.labels), device=self.labels.device,
-                                         generator=self._generator)
+        if self._cursor + self._draw > len(self._order):
+            # A set smaller than one step's draw (more ranks than samples) repeats within a step.
+            passes = -(-self._draw // len(self.labels))
+            self._order = torch.cat([torch.randperm(len(self.labels), device=self.labels.device,
+                                                    generator=self._generator) for _ in range(passes)])
             self._cursor = 0
-        take = self._order[self._cursor:self._cursor + self.per_batch]
-        self._cursor += self.per_batch
+        start = self._cursor + self._rank * self._local
+        take = self._order[start:start + self._local]
+        self._cursor += self._draw
         return self.inputs[take], self.labels[take]

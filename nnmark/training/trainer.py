@@ -3,6 +3,11 @@
 The whole training set is moved to the device once; each step slices a shuffled index, augments
 the batch there, and runs forward/backward with no host synchronisation (losses are summed on the
 device and read once per epoch). On CUDA it uses bf16 autocast and channels-last memory.
+
+Given a :class:`~nnmark.training.distributed.Distributed` handle, the same loop runs
+data-parallel: the model is wrapped in DistributedDataParallel, ``batch_size`` is the global
+batch, and each rank takes its own slice of every global batch from one shuffled order that all
+ranks draw alike, so an epoch covers the data once across ranks as it does in one process.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from torch import nn
 from nnmark.data.augment import augment
 from nnmark.data.base import Augmentation
 from nnmark.errors import NNMarkError
+from nnmark.training.distributed import Distributed
 from nnmark.training.hooks import TrainingHook
 
 
@@ -73,6 +79,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     samples: int = 0
+    processes: int = 1
 
 
 def _lr_lambda(config: TrainConfig, steps_per_epoch: int):
@@ -96,14 +103,18 @@ def fit(
     freeze_batchnorm: bool = False,
     progress=None,  # rich.progress.Progress, or None for silence
     description: str = "training",
+    distributed: Distributed | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``inputs`` (N,C,H,W in [0, 1]) and ``targets``.
 
     ``targets`` are class indices, or class probabilities (N, K) for distillation. ``parameters``
     restricts which parameters the optimiser updates (default: all); ``freeze_batchnorm`` also
     keeps batch-norm running statistics as they are (for fine-tuning the last layer only).
+    ``distributed``: train data-parallel with the other ranks of that group, on its device (every
+    rank must call ``fit`` with the same arguments); progress is shown by the main rank only.
     """
-    device = resolve_device(config.device)
+    world_size, rank = (distributed.world_size, distributed.rank) if distributed else (1, 0)
+    device = distributed.device if distributed else resolve_device(config.device)
     on_cuda = device.type == "cuda"
     use_amp = on_cuda if config.mixed_precision is None else config.mixed_precision
     channels_last = on_cuda if config.channels_last is None else config.channels_last
@@ -119,6 +130,10 @@ def fit(
                                 weight_decay=config.weight_decay, nesterov=False)
     n = len(targets)
     batch = min(config.batch_size, n)
+    if batch % world_size:
+        raise NNMarkError("the global batch must split evenly over the processes", field="batch_size",
+                          expected=f"a multiple of {world_size}", got=batch)
+    local_batch = batch // world_size
     steps_per_epoch = n // batch  # the remainder is drawn in a later epoch's shuffle
     total_steps = steps_per_epoch * config.epochs
     if config.schedule == "onecycle":
@@ -131,12 +146,23 @@ def fit(
 
     augmentation = augmentation if (augmentation and config.augment) else Augmentation()
     result = TrainResult()
-    task = progress.add_task(description, total=total_steps) if progress is not None else None
+    show = progress is not None and rank == 0
+    task = progress.add_task(description, total=total_steps) if show else None
+    network = model
+    if distributed is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        for hook in hooks:
+            hook.shard(rank, world_size)
+        network = DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
     start = time.perf_counter()
     rng_devices = [device] if on_cuda else []
     with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed + rank)
         generator = torch.Generator(device=device).manual_seed(config.seed)
+        # Ranks share the shuffle (so their slices are disjoint) but not the augmentation draws.
+        augment_generator = generator if distributed is None else \
+            torch.Generator(device=device).manual_seed(config.seed + 7919 * (rank + 1))
         model.train()
         if freeze_batchnorm:
             for module in model.modules():
@@ -147,10 +173,11 @@ def fit(
             order = torch.randperm(n, device=device, generator=generator)
             loss_sum = torch.zeros((), device=device)
             for index in range(steps_per_epoch):
-                take = order[index * batch:(index + 1) * batch]
-                x = augment(inputs[take], augmentation, generator)
+                first = index * batch + rank * local_batch
+                take = order[first:first + local_batch]
+                x = augment(inputs[take], augmentation, augment_generator)
                 y = targets[take]
-                loss = _step_loss(model, x, y, hooks, step, config.label_smoothing, use_amp,
+                loss = _step_loss(network, model, x, y, hooks, step, config.label_smoothing, use_amp,
                                   device, memory_format)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -160,23 +187,28 @@ def fit(
                 step += 1
                 if task is not None:
                     progress.advance(task)
+            if distributed is not None:
+                loss_sum = distributed.sum(loss_sum) / world_size
             mean_loss = (loss_sum / steps_per_epoch).item()
             result.history.append(EpochRecord(epoch + 1, mean_loss, optimizer.param_groups[0]["lr"]))
             if task is not None:
                 progress.update(task, description=f"{description} · epoch {epoch + 1} loss {mean_loss:.3f}")
     result.seconds = time.perf_counter() - start
     result.steps = step
-    result.samples = step * batch
+    result.samples = step * local_batch * world_size
+    result.processes = world_size
     model.eval()
     return result
 
 
-def _step_loss(model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format):
+def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format):
+    """``network`` runs the forward pass (the DDP wrapper when data-parallel); hooks see the bare
+    ``model``."""
     extras = [sample for hook in hooks if (sample := hook.extra_samples(step)) is not None]
     batch_inputs = torch.cat([x] + [ex for ex, _ in extras]) if extras else x
     batch_inputs = batch_inputs.contiguous(memory_format=memory_format)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        logits = model(batch_inputs)
+        logits = network(batch_inputs)
     logits = logits.float()
     count = len(y)
     # Data and mixed-in samples are scored separately so soft (distillation) targets and integer
