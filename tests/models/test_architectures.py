@@ -4,6 +4,7 @@ from torch import nn
 
 from nnmark.errors import NNMarkError
 from nnmark.models import MODELS, ModelSpec, create_model
+from nnmark.models.wide_resnet import UCHIDA_LAYER
 
 
 def test_resnet18_follows_adi_et_al():
@@ -14,6 +15,21 @@ def test_resnet18_follows_adi_et_al():
     assert [len(stage) for stage in (model.layer1, model.layer2, model.layer3, model.layer4)] == [2, 2, 2, 2]
     assert sum(p.numel() for p in model.parameters()) == 11_173_962  # the standard CIFAR ResNet-18
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_wide_resnet_follows_zagoruyko_and_uchida():
+    def build(**kwargs):
+        return create_model(ModelSpec("wide-resnet", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, kwargs), seed=0).net
+
+    # WRN-28-10 and WRN-16-8 have the parameter counts of the reference implementation
+    assert sum(p.numel() for p in build(depth=28, widen=10).parameters()) == 36_479_194
+    assert sum(p.numel() for p in build(depth=16, widen=8).parameters()) == 10_961_370
+    uchida = build()  # N = 1, k = 4
+    assert [len(group) for group in uchida.groups] == [1, 1, 1]
+    assert dict(uchida.named_parameters())[UCHIDA_LAYER].shape == (128, 128, 3, 3)
+    assert uchida(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(NNMarkError, match="6N\\+4"):
+        build(depth=12)
 
 
 @pytest.mark.parametrize("name", MODELS.names())
