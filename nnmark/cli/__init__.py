@@ -194,6 +194,8 @@ def train(
     label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    compile_steps: bool = typer.Option(False, "--compile",
+                                       help="torch.compile the training step (CUDA graphs on GPUs); pays off on long runs."),
     embed: Optional[list[str]] = typer.Option(None, "--embed", help="Scheme embedding option NAME=VALUE (repeatable), e.g. per_batch=2."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
@@ -228,7 +230,7 @@ def train(
         config = TrainConfig(epochs=epochs, batch_size=batch_size,
                              lr=lr if lr is not None else (0.01 if fine_tuning else 0.1),
                              schedule="constant" if (fine_tuning and lr is None and schedule == "step") else schedule,
-                             label_smoothing=label_smoothing, seed=seed,
+                             label_smoothing=label_smoothing, seed=seed, compile=compile_steps,
                              device=str(group.device) if group else device)
         if group is not None and batch_size % group.world_size:
             raise NNMarkError("the global batch must split evenly over the processes", field="--batch-size",

@@ -1,3 +1,6 @@
+import shutil
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -98,3 +101,19 @@ def test_step_schedule_divides_by_ten_each_third():
     # the lr recorded after each epoch is the one for the next step
     lrs = [round(record.lr, 6) for record in result.history]
     assert lrs == [0.1, 0.01, 0.01, 0.001, 0.001, 0.0001]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")),
+                    reason="torch.compile on CPU needs a C compiler, and none is on PATH")
+def test_compiled_steps_train_like_eager_ones():
+    x, y = tiny_problem(128)
+    hook = MixInSamples(x[:4], y[:4], per_batch=2)
+    eager, compiled = tiny_model(), tiny_model()
+    config = TrainConfig(epochs=3, batch_size=32, lr=0.1, augment=False)
+    first = fit(eager, x, y, config, hooks=[hook])
+    second = fit(compiled, x, y, replace(config, compile=True), hooks=[MixInSamples(x[:4], y[:4], per_batch=2)])
+    assert [round(r.loss, 2) for r in second.history] == pytest.approx([round(r.loss, 2) for r in first.history],
+                                                                      abs=0.02)
+    assert not any(name.startswith("_orig_mod") for name in compiled.state_dict())  # the model stays bare
+    assert evaluate(compiled, x, y) == pytest.approx(evaluate(eager, x, y), abs=0.05)

@@ -1,0 +1,67 @@
+"""Zhang et al. 2018 (seed 002): three trigger sets sent to one target class (content: a text
+stamp; noise: a fixed Gaussian pattern; unrelated: images from another domain) embedded while
+training on MNIST and CIFAR-10, then magnitude pruning of every layer at growing rates.
+
+Defaults train the small CNN for 20 epochs on the whole training set (the paper used small
+CNNs it does not fully specify in our seed copy):
+
+    python3 benchmarks/reproduce_zhang.py --data-dir ../shared/data --json zhang.json
+
+A CPU-sized slice (docs/reproduction.md):
+
+    python3 benchmarks/reproduce_zhang.py --data-dir ../shared/data --epochs 4 --datasets mnist
+"""
+from __future__ import annotations
+
+import torch
+from _papers import Table, arguments, load, setting, train
+
+from nnmark.api import calibrate_null, generate_key, verify_model
+from nnmark.attacks import AttackContext, parse_chain, run_chain
+from nnmark.models.store import ModelSpec
+from nnmark.training import evaluate
+
+SCHEMES = ("content", "noise", "unrelated")
+
+
+def main() -> None:
+    parser = arguments(__doc__, model="small-cnn", epochs=20, batch_size=100, lr=0.05,
+                       datasets=["mnist", "cifar10"])
+    parser.add_argument("--prune-rates", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9])
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = Table("Zhang et al. 2018: content, noise and unrelated triggers, then pruning",
+                  setting(args, **{"triggers": "100 per scheme, 2 per batch", "pruning": "layer-wise magnitude"}))
+    for name in args.datasets:
+        data, why = load(name, args)
+        if data is None:
+            table.add(dataset=name, scheme="-", stage=why)
+            continue
+        print(f"[{name}] no watermark (also the control that calibrates the null)")
+        clean = train(data, args)
+        spec = ModelSpec(args.model, data.num_classes, data.input_shape, data.mean, data.std)
+        context = AttackContext(data, spec, seed=args.seed)
+        for scheme in SCHEMES:
+            key = generate_key(scheme, num_classes=data.num_classes, input_shape=data.input_shape,
+                               seed=args.seed + 1000, dataset=data, options={"size": 100})
+            null = calibrate_null(key, [clean.model])
+            control = verify_model(clean.model, key, null_rate=null)
+            table.add(dataset=name, scheme=scheme, stage="no watermark", test_accuracy=100 * clean.test_accuracy,
+                      trigger_accuracy=100 * control.agreement, owned=control.owned, p_value=control.p_value)
+            print(f"[{name}] {scheme}")
+            marked = train(data, args, key=key, embed_options={"per_batch": 2})
+            verdict = verify_model(marked.model, key, null_rate=null)
+            table.add(dataset=name, scheme=scheme, stage="trained", test_accuracy=100 * marked.test_accuracy,
+                      trigger_accuracy=100 * verdict.agreement, owned=verdict.owned, p_value=verdict.p_value)
+            for rate in args.prune_rates:
+                pruned = run_chain(marked.model, parse_chain("prune"), context, rate)
+                verdict = verify_model(pruned, key, null_rate=null)
+                accuracy = evaluate(pruned, data.test_x, data.test_y, device=args.device)
+                table.add(dataset=name, scheme=scheme, stage=f"pruned {rate:.0%}", test_accuracy=100 * accuracy,
+                          trigger_accuracy=100 * verdict.agreement, owned=verdict.owned, p_value=verdict.p_value)
+    table.save(args.json)
+
+
+if __name__ == "__main__":
+    main()
