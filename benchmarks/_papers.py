@@ -61,7 +61,7 @@ def load(name: str, args) -> tuple[Dataset | None, str]:
         data = load_dataset(name, args.data_dir)
     except NNMarkError as why:
         print(f"[{name}] not run: {why}")
-        return None, f"not run: {str(why).split(':')[0]}"
+        return None, "not run: its files are not under --data-dir"
     return (data.subset(args.train_fraction, seed=args.seed) if args.train_fraction < 1 else data), ""
 
 

@@ -9,8 +9,8 @@ Defaults: WRN-10-4, 60 epochs, SGD lr 0.1 ÷10 every 20 epochs, batch 64:
 
 A CPU-sized slice (docs/reproduction.md):
 
-    python3 benchmarks/reproduce_uchida.py --data-dir ../shared/data --model-arg widen=1 --epochs 4 \\
-        --fine-tune-epochs 2
+    python3 benchmarks/reproduce_uchida.py --data-dir ../shared/data --model-arg widen=1 --epochs 3 \\
+        --train-fraction 0.4 --fine-tune-epochs 2 --threads 2
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def main() -> None:
             continue
         spec = ModelSpec(args.model, data.num_classes, data.input_shape, data.mean, data.std,
                          model_kwargs(args.model_arg))
-        options = {"bits": 256, **({"layer": UCHIDA_LAYER} if args.model == "wide-resnet" else {})}
+        options = {"bits": 256, **({"layer": "net." + UCHIDA_LAYER} if args.model == "wide-resnet" else {})}
         key = generate_key("uchida", num_classes=data.num_classes, input_shape=data.input_shape,
                            seed=args.seed + 1000, model_spec=spec, options=options)
         print(f"[{name}] no watermark; signature in {key.params['layer']}")
