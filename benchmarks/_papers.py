@@ -96,8 +96,8 @@ class Table:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}" if value < 1e-3 and value != 0 else f"{value:.2f}"
+    if isinstance(value, float):  # shares and p-values keep 3 significant digits (1 bit in 256 shows)
+        return f"{value:.3g}" if abs(value) < 1 and value != 0 else f"{value:.2f}"
     return str(value)
 
 

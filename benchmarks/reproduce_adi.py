@@ -50,8 +50,7 @@ def main() -> None:
         clean = train(data, args)
         verdict = verify_model(clean.model, key)
         table.add(dataset=name, model="no watermark", stage="trained", test_accuracy=100 * clean.test_accuracy,
-                  trigger_accuracy=100 * verdict.agreement, owned=verdict.owned, p_value=verdict.p_value,
-                  paper="trigger set chance-level")
+                  trigger_accuracy=100 * verdict.agreement, owned=verdict.owned, p_value=verdict.p_value)
         print(f"[{name}] from scratch")
         scratch = train(data, args, key=key, embed_options={"per_batch": 2})
         print(f"[{name}] pretrained")

@@ -48,8 +48,7 @@ def main() -> None:
         clean = train(data, args)
         verdict = verify_model(clean.model, key)
         table.add(dataset=name, stage="no watermark", test_accuracy=100 * clean.test_accuracy,
-                  bit_error_rate=verdict.details["bit_error_rate"], owned=verdict.owned, p_value=verdict.p_value,
-                  paper="BER about 0.5")
+                  bit_error_rate=verdict.details["bit_error_rate"], owned=verdict.owned, p_value=verdict.p_value)
         print(f"[{name}] embedded")
         marked = train(data, args, key=key, embed_options={"strength": args.strength})
         verdict = verify_model(marked.model, key)
