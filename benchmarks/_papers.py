@@ -47,6 +47,14 @@ def arguments(description: str, *, model: str, epochs: int, batch_size: int, lr:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line and apply --threads."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
 def model_kwargs(items: list[str]) -> dict[str, int]:
     kwargs = {}
     for item in items:

@@ -14,8 +14,7 @@ A CPU-sized slice (what docs/reproduction.md reports where no GPU was at hand):
 """
 from __future__ import annotations
 
-import torch
-from _papers import Table, arguments, load, setting, train
+from _papers import Table, arguments, load, parse, setting, train
 
 from nnmark.api import generate_key, verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
@@ -33,9 +32,7 @@ def main() -> None:
     parser.add_argument("--attack-epochs", type=int, default=20, help="Epochs of each fine-tuning attack.")
     parser.add_argument("--attacker-fraction", type=float, default=0.3,
                         help="Share of the training set the attacker fine-tunes on.")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
     table = Table("Adi et al. 2018: trigger set of abstract images",
                   setting(args, **{"pretrained epochs": args.pretrained_epochs, "attack epochs": args.attack_epochs,
                                    "attacker data": f"{args.attacker_fraction:g} of the training set"}))

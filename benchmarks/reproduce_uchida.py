@@ -14,8 +14,7 @@ A CPU-sized slice (docs/reproduction.md):
 """
 from __future__ import annotations
 
-import torch
-from _papers import Table, arguments, load, model_kwargs, setting, train
+from _papers import Table, arguments, load, model_kwargs, parse, setting, train
 
 from nnmark.api import generate_key, verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
@@ -29,9 +28,7 @@ def main() -> None:
     parser.add_argument("--prune-rates", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.65])
     parser.add_argument("--fine-tune-epochs", type=int, default=20)
     parser.add_argument("--strength", type=float, default=0.01, help="λ of the regulariser (the paper: 0.01).")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
     table = Table("Uchida et al. 2017: 256-bit weight signature, then pruning and fine-tuning",
                   setting(args, **{"λ": args.strength, "fine-tune epochs": args.fine_tune_epochs}))
     for name in args.datasets:

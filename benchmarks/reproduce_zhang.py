@@ -13,8 +13,7 @@ A CPU-sized slice (docs/reproduction.md):
 """
 from __future__ import annotations
 
-import torch
-from _papers import Table, arguments, load, setting, train
+from _papers import Table, arguments, load, parse, setting, train
 
 from nnmark.api import calibrate_null, generate_key, verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
@@ -39,9 +38,7 @@ def main() -> None:
     parser = arguments(__doc__, model="small-cnn", epochs=20, batch_size=100, lr=0.05,
                        datasets=["mnist", "cifar10"])
     parser.add_argument("--prune-rates", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9])
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse(parser)
     table = Table("Zhang et al. 2018: content, noise and unrelated triggers, then pruning",
                   setting(args, **{"triggers": "100 per scheme, 2 per batch", "pruning": "layer-wise magnitude"}))
     for name in args.datasets:

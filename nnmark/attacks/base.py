@@ -137,11 +137,10 @@ def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def fine_tune(model: Classifier, context: AttackContext, epochs: int, *, parameters=None,
-              freeze_batchnorm: bool = False, lr: float | None = None) -> Classifier:
+              freeze_batchnorm: bool = False) -> Classifier:
     if epochs <= 0:
         return model
-    config = replace(context.train, epochs=epochs, seed=context.seed,
-                     lr=lr if lr is not None else context.train.lr)
+    config = replace(context.train, epochs=epochs, seed=context.seed)
     fit(model, context.data.train_x, context.data.train_y, config, augmentation=context.data.augmentation,
         parameters=parameters, freeze_batchnorm=freeze_batchnorm, progress=context.progress,
         description="attack fine-tune")

@@ -241,9 +241,7 @@ class Bench:
             records.append(self.cell(victim, attack_spec, strength, seed))
         counts = [self.computed, self.reused]
         if self.distributed is not None:
-            import torch
-
-            counts = self.distributed.sum(torch.tensor(counts, device=self.distributed.device)).tolist()
+            counts = self.distributed.sum_counts(counts)
             # Every cell is in the cache now, written by the rank that ran it.
             records = [read_json(self._cell_path(*cell), "cached result") for cell in cells]
         return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,

@@ -212,7 +212,7 @@ def train(
     from nnmark.models.store import load_model, save_model
     from nnmark.schemes.base import SCHEMES
     from nnmark.schemes.key import load_key
-    from nnmark.training.distributed import join_from_environment, leave
+    from nnmark.training.distributed import join_from_environment, leave, split_batch
     from nnmark.training.trainer import TrainConfig
 
     group = join_from_environment(device)
@@ -232,9 +232,8 @@ def train(
                              schedule="constant" if (fine_tuning and lr is None and schedule == "step") else schedule,
                              label_smoothing=label_smoothing, seed=seed, compile=compile_steps,
                              device=str(group.device) if group else device)
-        if group is not None and batch_size % group.world_size:
-            raise NNMarkError("the global batch must split evenly over the processes", field="--batch-size",
-                              expected=f"a multiple of {group.world_size}", got=batch_size)
+        if group is not None:
+            split_batch(batch_size, group.world_size, field="--batch-size")
         return key, embed_options, train_mode, loaded, config, load_dataset(data, data_dir)
 
     try:

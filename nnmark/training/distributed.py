@@ -34,22 +34,27 @@ class Distributed:
         """The one rank that writes outputs and prints."""
         return self.rank == 0
 
-    def barrier(self) -> None:
-        if self.device.type == "cuda":
-            dist.barrier(device_ids=[self.device.index])
-        else:
-            dist.barrier()
-
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over ranks (in place, and returned)."""
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def sum_counts(self, counts: list[int]) -> list[int]:
+        """Each count summed over ranks; every rank gets the totals."""
+        return self.sum(torch.tensor(counts, device=self.device)).tolist()
+
     def count_failures(self, ok: bool) -> int:
         """How many ranks report ``ok`` false; every rank learns it, so that a failure on one rank
         stops all of them together instead of leaving the others waiting in a collective."""
-        flag = torch.tensor([0 if ok else 1], device=self.device)
-        return int(self.sum(flag).item())
+        return self.sum_counts([0 if ok else 1])[0]
+
+
+def split_batch(batch: int, world_size: int, field: str = "batch_size") -> int:
+    """Each rank's share of a global batch, which must split evenly."""
+    if batch % world_size:
+        raise NNMarkError("the global batch must split evenly over the processes", field=field,
+                          expected=f"a multiple of {world_size}", got=batch)
+    return batch // world_size
 
 
 def launched_by_torchrun() -> bool:

@@ -24,7 +24,7 @@ from torch import nn
 from nnmark.data.augment import augment
 from nnmark.data.base import Augmentation
 from nnmark.errors import NNMarkError
-from nnmark.training.distributed import Distributed
+from nnmark.training.distributed import Distributed, split_batch
 from nnmark.training.hooks import TrainingHook
 
 
@@ -135,10 +135,7 @@ def fit(
                                 weight_decay=config.weight_decay, nesterov=False)
     n = len(targets)
     batch = min(config.batch_size, n)
-    if batch % world_size:
-        raise NNMarkError("the global batch must split evenly over the processes", field="batch_size",
-                          expected=f"a multiple of {world_size}", got=batch)
-    local_batch = batch // world_size
+    local_batch = split_batch(batch, world_size)
     steps_per_epoch = n // batch  # the remainder is drawn in a later epoch's shuffle
     total_steps = steps_per_epoch * config.epochs
     if config.schedule == "onecycle":
@@ -204,7 +201,7 @@ def fit(
                 progress.update(task, description=f"{description} · epoch {epoch + 1} loss {mean_loss:.3f}")
     result.seconds = time.perf_counter() - start
     result.steps = step
-    result.samples = step * local_batch * world_size
+    result.samples = step * batch
     result.processes = world_size
     model.eval()
     return result
