@@ -99,7 +99,7 @@ class Table:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"title": self.title, "setting": self.setting, "rows": self.rows,
-                                       "machine": machine()}, indent=2, default=str))
+                                       "machine": self.setting.get("machine") or machine()}, indent=2, default=str))
             tmp.replace(path)
 
 
@@ -109,9 +109,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
+def machine(device: str | torch.device = "auto") -> str:
+    """The accelerator a run used, or the CPU and its thread count."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
@@ -119,7 +122,7 @@ def setting(args, **extra: Any) -> dict[str, Any]:
     kwargs = model_kwargs(args.model_arg)
     model = args.model + (f"({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
     return {"model": model, "epochs": args.epochs, "batch": args.batch_size, "lr": args.lr,
-            "train fraction": args.train_fraction, "machine": machine(), **extra}
+            "train fraction": args.train_fraction, "machine": machine(args.device), **extra}
 
 
 def train(data: Dataset, args, *, key=None, base: TrainedModel | None = None, epochs: int | None = None,

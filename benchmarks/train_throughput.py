@@ -17,7 +17,6 @@ Uses the real CIFAR-10 when NNMARK_DATA (or --data-dir) holds it, else random CI
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
@@ -25,7 +24,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from _papers import machine
+
 from nnmark.data.base import Augmentation
+from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 from nnmark.training import MixInSamples, TrainConfig, fit, resolve_device
 
@@ -132,7 +134,7 @@ def main() -> None:
 
         data = load_dataset("cifar10", args.data_dir)
         images, labels, source = data.train_x[:count], data.train_y[:count], "CIFAR-10"
-    except Exception:  # no dataset here: shapes are all that matter for speed
+    except NNMarkError:  # no dataset here: shapes are all that matter for speed
         images, labels, source = torch.rand(count, 3, 32, 32), torch.randint(0, 10, (count,)), "random CIFAR-shaped"
     triggers, trigger_labels = torch.rand(100, 3, 32, 32), torch.randint(0, 10, (100,))
     spec = ModelSpec("resnet18", 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
@@ -143,7 +145,7 @@ def main() -> None:
     compiled = nnmark_trainer(create_model(spec, seed=0), images, labels, triggers, trigger_labels, args.batch,
                               args.triggers, args.steps, device, compile_steps=True) if args.compile else None
     bare = bare_step(create_model(spec, seed=0), images, labels, args.batch, args.steps, device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    name = machine(device)
     print(f"ResNet-18, {source}, batch {args.batch}+{args.triggers}, {args.steps} timed steps, {name}, torch {torch.__version__}")
     print(f"{'loop':<44} {'images/s':>10}")
     print(f"{'common: DataLoader, per-sample CPU aug, fp32':<44} {a:>10.1f}")
