@@ -139,8 +139,19 @@ class Bench:
             return make()
         pending = self.cache / f".pending-key-{name}"
         run_on_main(self.distributed, lambda: save_key(make(), pending, force=True))
-        key = load_key(pending)
+        key, error = None, None
+        try:
+            key = load_key(pending)
+        except Exception as why:  # noqa: BLE001 - raised below, once no rank is still reading
+            error = why
+        # Rank 0 may remove the folder only after every rank has read it: removing it straight
+        # after its own read raced a slower rank (seen in CI as a missing key file on rank 1).
+        failures = self.distributed.count_failures(error is None)
         run_on_main(self.distributed, lambda: shutil.rmtree(pending, ignore_errors=True))
+        if error is not None:
+            raise error
+        if failures:
+            raise NNMarkError("another rank could not read the bench key; its error above says why")
         return key
 
     def control(self):
