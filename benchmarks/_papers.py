@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nnmark.api import TrainedModel, train_model
+from nnmark.api import TrainedModel, generate_key, train_model
 from nnmark.data import load_dataset
 from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
@@ -71,6 +71,13 @@ def load(name: str, args) -> tuple[Dataset | None, str]:
         print(f"[{name}] not run: {why}")
         return None, "not run: its files are not under --data-dir"
     return (data.subset(args.train_fraction, seed=args.seed) if args.train_fraction < 1 else data), ""
+
+
+def adi_key(data: Dataset, args):
+    """Adi et al.'s key: 100 abstract trigger images. Seeded from ``--seed`` alone, so the
+    reproduction and the fast-recipe runs embed the same trigger set."""
+    return generate_key("adi", num_classes=data.num_classes, input_shape=data.input_shape,
+                        seed=args.seed + 1000, options={"size": 100})
 
 
 @dataclass

@@ -18,9 +18,9 @@ The CPU slice in docs/reproduction.md:
 """
 from __future__ import annotations
 
-from _papers import Table, arguments, load, parse, setting, train
+from _papers import Table, adi_key, arguments, load, parse, setting, train
 
-from nnmark.api import generate_key, verify_model
+from nnmark.api import verify_model
 
 
 def main() -> None:
@@ -44,8 +44,7 @@ def main() -> None:
         if data is None:
             table.add(dataset=name, recipe="-", epochs=why)
             continue
-        key = generate_key("adi", num_classes=data.num_classes, input_shape=data.input_shape,
-                           seed=args.seed + 1000, options={"size": 100})
+        key = adi_key(data, args)
         runs = [] if args.skip_paper else [
             ("paper", dict(epochs=args.epochs, embed_options={"per_batch": args.paper_per_batch}))]
         runs.append(("fast", dict(epochs=args.fast_epochs, batch_size=args.fast_batch, lr=args.fast_lr,

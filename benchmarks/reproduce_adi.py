@@ -14,9 +14,9 @@ A CPU-sized slice (what docs/reproduction.md reports where no GPU was at hand):
 """
 from __future__ import annotations
 
-from _papers import Table, arguments, load, parse, setting, train
+from _papers import Table, adi_key, arguments, load, parse, setting, train
 
-from nnmark.api import generate_key, verify_model
+from nnmark.api import verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
 from nnmark.models.store import ModelSpec
 from nnmark.training import TrainConfig, evaluate
@@ -41,8 +41,7 @@ def main() -> None:
         if data is None:
             table.add(dataset=name, model="-", stage=why)
             continue
-        key = generate_key("adi", num_classes=data.num_classes, input_shape=data.input_shape,
-                           seed=args.seed + 1000, options={"size": 100})
+        key = adi_key(data, args)
         print(f"[{name}] no watermark")
         clean = train(data, args)
         verdict = verify_model(clean.model, key)
