@@ -3,6 +3,8 @@ over these; each takes explicit arguments and returns values, and none writes fi
 is a ``save_*`` function."""
 from __future__ import annotations
 
+import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,17 +18,39 @@ from nnmark.schemes.base import KeygenContext, get_scheme
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, evaluate, fit, predict_logits
-from nnmark.verification.stats import Calibration, Verdict
+from nnmark.verification.nulls import ControlNull, ControlRecord
+from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict
 from nnmark.verification.suspects import Suspect, as_suspect
 
 MODES = ("scratch", "pretrained", "distill")
 
 
-def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, int], seed: int = 0,
+SEED_WARNING = ("the key was made from a seed the caller chose: it is only as secret as that seed "
+                "(anyone who guesses it can rebuild the key and remove or evade the mark); leave the "
+                "seed out to draw a random 63-bit one")
+
+
+def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, int], seed: int | None = None,
                  options: dict[str, Any] | None = None, dataset: Dataset | None = None,
                  model_spec: ModelSpec | None = None, classifier: nn.Module | None = None,
-                 progress=None) -> WatermarkKey:
-    """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name."""
+                 screen_with: list[nn.Module | Suspect] | None = None, progress=None) -> WatermarkKey:
+    """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name.
+
+    ``screen_with``: models made without any key. For a scheme that can use them (one-target
+    trigger sets, when no target is given) the key is made again with the target those models
+    send the fewest of its triggers to, so its null is narrow; the advice is kept in
+    ``params["target_screening"]``. Screen with other models than the controls that will measure
+    the null: a target picked on the controls themselves makes their null look narrower than it is.
+
+    Without ``seed`` the key is drawn from 63 secret random bits. With one it is reproducible, and
+    only as secret as the seed: the key records ``params["seed_chosen"] = True`` and
+    :data:`SEED_WARNING` says why that matters.
+    """
+    chosen = seed is not None
+    if seed is None:
+        seed = secrets.randbits(63)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise NNMarkError("must be a non-negative integer", field="seed", got=seed)
     if num_classes < 2:
         raise NNMarkError("must be at least 2", field="num_classes", got=num_classes)
     if len(input_shape) != 3 or min(input_shape) < 1:
@@ -37,7 +61,14 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, 
     for need in implementation.needs:
         if getattr(context, need) is None:
             raise NNMarkError(f"scheme '{scheme}' needs a {need.replace('_', ' ')} to make a key")
-    return implementation.keygen(context, implementation.make_options("keygen", options))
+    parsed = implementation.make_options("keygen", options)
+    if screen_with:
+        suspects = [as_suspect(m, f"screening model {i}") for i, m in enumerate(screen_with)]
+        key = implementation.keygen_screened(context, parsed, suspects)
+    else:
+        key = implementation.keygen(context, parsed)
+    key.params["seed_chosen"] = chosen
+    return key
 
 
 @dataclass
@@ -126,75 +157,167 @@ def _check_dataset_fits(spec: ModelSpec, dataset: Dataset, where: str) -> None:
             got=f"{list(spec.input_shape)} with {spec.num_classes} classes")
 
 
-def calibrate_null(key: WatermarkKey, controls: list[nn.Module | Suspect]) -> Calibration:
-    """Measure the null rate of ``key``'s statistic on models made without the key; pass the
-    result to :func:`verify_model` as ``null_rate``."""
-    return get_scheme(key.scheme).calibrate(key, [as_suspect(c, f"control {i}") for i, c in enumerate(controls)])
+# Control models for an estimated null: several architectures and widths, learning rates and
+# seeds, since models of one recipe agree with one another more than independent models do.
+# Each rate trains its model to within a few points of the best on digits in 5 epochs: an
+# under-trained control is not a model anyone would steal, and its odd answers widen the null.
+CONTROL_RECIPES: tuple[tuple[str, dict[str, Any], float], ...] = (
+    ("small-cnn", {}, 0.05),
+    ("mlp", {"hidden": 256}, 0.05),
+    ("small-cnn", {"width": 8, "hidden": 64}, 0.05),
+    ("mlp", {"hidden": 128, "depth": 1}, 0.1),
+    ("small-cnn", {"width": 24}, 0.1),
+    ("mlp", {"hidden": 512, "depth": 3}, 0.05),
+)
+
+
+@dataclass
+class ControlModel:
+    name: str
+    architecture: str
+    model: Classifier
+    test_accuracy: float
+    spec: ModelSpec | None = None
+
+
+def train_control(dataset: Dataset, index: int, *, epochs: int = 10, seed: int = 0, batch_size: int = 64,
+                  progress=None, description: str | None = None) -> ControlModel:
+    """The ``index``-th control model: recipe ``index`` of :data:`CONTROL_RECIPES` (cycling), seed
+    ``seed + index``, trained on ``dataset`` without any key."""
+    architecture, kwargs, lr = CONTROL_RECIPES[index % len(CONTROL_RECIPES)]
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + index)
+    trained = train_model(dataset, config, architecture=architecture, model_kwargs=kwargs,
+                          progress=progress, description=description or f"control {index + 1}")
+    label = architecture + "".join(f" {k}={v}" for k, v in kwargs.items())
+    return ControlModel(f"{label} (seed {seed + index})", label, trained.model, trained.test_accuracy, trained.spec)
+
+
+def train_controls(dataset: Dataset, count: int, *, epochs: int = 10, seed: int = 0, batch_size: int = 64,
+                   progress=None) -> list[ControlModel]:
+    """``count`` models trained on ``dataset`` without any key, cycling through
+    :data:`CONTROL_RECIPES` with a fresh seed each (``seed``, ``seed + 1``, ...)."""
+    if count < 0:
+        raise NNMarkError("must be 0 or more", field="controls", got=count)
+    return [train_control(dataset, index, epochs=epochs, seed=seed, batch_size=batch_size, progress=progress,
+                          description=f"control {index + 1}/{count}") for index in range(count)]
+
+
+def measure_null(key: WatermarkKey, controls: list[nn.Module | Suspect | ControlModel],
+                 names: list[str] | None = None) -> ControlNull:
+    """Record how models made without ``key`` answer each of its items; pass the result to
+    :func:`verify_model` as ``null`` (required for schemes whose ``null_kind`` is "controls")."""
+    if not controls:
+        raise NNMarkError("measuring a null needs control models", field="controls")
+    scheme = get_scheme(key.scheme)
+    scheme.check_key(key)
+    records = []
+    for index, control in enumerate(controls):
+        architecture = control.architecture if isinstance(control, ControlModel) else None
+        name = names[index] if names else control.name if isinstance(control, ControlModel) else f"control {index}"
+        module = control.model if isinstance(control, ControlModel) else control
+        hits, details = scheme.item_hits(as_suspect(module, name), key)
+        evidence = details.get("evidence")
+        rate = None
+        if evidence is not None and evidence.probe_predictions is not None:
+            rate = float((evidence.probe_predictions == int(key.params["target"])).float().mean())
+        records.append(ControlRecord(name, [int(h) for h in hits.tolist()], rate, architecture))
+    return ControlNull(key.commitment, records)
 
 
 def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-                 null_rate: float | Calibration | None = None, num_classes: int | None = None,
+                 null: ControlNull | None = None, tests: int = 1, num_classes: int | None = None,
                  input_shape: tuple[int, int, int] | None = None) -> Verdict:
     """Test ``suspect`` (a module taking [0, 1] images, or any :class:`Suspect`) against ``key``.
 
-    ``null_rate`` replaces the scheme's own null (a number, or a :class:`Calibration`). When the
-    suspect's class count and input shape are known, the key is checked to fit first.
+    ``null`` is the null measured on control models (:func:`measure_null`), which schemes without
+    an exact null require. ``tests`` is the number of tests in the family this one belongs to
+    (several keys, suspects or subset sizes): each is then held to ``alpha / tests``. The key is
+    checked for internal consistency, and a suspect with a ``query_budget`` for the queries the
+    scheme needs, before any query is sent.
     """
+    if not 0 < alpha < 1:
+        raise NNMarkError("must be between 0 and 1", field="alpha", got=alpha)
+    if isinstance(tests, bool) or not isinstance(tests, int) or tests < 1:
+        raise NNMarkError("must be a positive integer", field="tests", got=tests)
     scheme = get_scheme(key.scheme)
     if num_classes is not None and input_shape is not None:
         scheme.check_fits(key, num_classes, input_shape, "the suspect model")
-    return scheme.verify(as_suspect(suspect), key, alpha=alpha, null_rate=null_rate)
+    scheme.check_key(key)
+    suspect = as_suspect(suspect)
+    budget = getattr(suspect, "query_budget", None)
+    needed = scheme.query_count(key)
+    if budget is not None and needed > budget - suspect.queries:
+        raise NNMarkError(f"scheme '{key.scheme}' needs {needed} queries for this key and the budget "
+                          f"leaves {budget - suspect.queries}; nothing was sent", field="--query-budget",
+                          expected=f"at least {needed + suspect.queries}", got=budget)
+    return scheme.verify(suspect, key, alpha=alpha, null=null, tests=tests)
 
 
-def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect], *, alpha: float = 1e-6,
-                      names: list[str] | None = None) -> dict[str, Any]:
-    """Test ``key`` against models made without it and compare with the verifier's null.
+def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | ControlModel], *,
+                      alpha: float = 1e-6, names: list[str] | None = None,
+                      check_alpha: float = 0.1) -> dict[str, Any]:
+    """Test ``key`` against models made without it: a check of the verifier's null that can fail.
 
-    Reports each control's evidence and p-value under the scheme's own null (the one ``verify``
-    uses by default), the empirical false-positive rate of the decision rule (the fraction of
-    controls accused), the observed agreement rate against the null rate assumed, and the
-    calibrated null (99.9% upper bound) that ``verify --calibrate-with`` would use.
+    Each control is judged as ``verify`` would judge it: under the exact null, or — for an
+    estimated null — against the null measured on the *other* controls (leave one out), so no
+    control is judged by a null it helped make. Reported: the controls accused at ``alpha`` with
+    the exact 95% interval of that rate, the smallest p-value, and the count accused at the
+    looser ``check_alpha``, which N controls can test: ``consistent`` is False when that count is
+    improbably high for the stated rate (one-sided binomial p below 0.01). The null is called
+    ``conservative`` at ``alpha`` only when the interval's upper end is at most ``alpha``.
     """
     if not controls:
         raise NNMarkError("calibration needs at least one control model")
     scheme = get_scheme(key.scheme)
-    names = names or [f"control {i}" for i in range(len(controls))]
-    suspects = [as_suspect(c, n) for c, n in zip(controls, names)]
-    rows, assumed = [], []
-    for name, suspect in zip(names, suspects):
-        try:
-            verdict = scheme.verify(suspect, key, alpha=alpha)
-        except NNMarkError:  # a scheme with no null of its own (unrelated): judge by agreement only
-            verdict = None
-        if verdict is None:
-            evidence = scheme.extract(suspect, key)
-            matches, total = evidence.matches, len(evidence.labels)
-            rows.append({"model": name, "matches": matches, "total": total, "p_value": None, "owned": None})
-            continue
-        assumed.append(verdict.null_rate)
-        rows.append({"model": name, "matches": verdict.matches, "total": verdict.total,
-                     "p_value": verdict.p_value, "owned": verdict.owned, "null_rate": verdict.null_rate,
-                     "threshold": verdict.threshold})
-    hits = sum(r["matches"] for r in rows)
-    total = sum(r["total"] for r in rows)
-    judged = [r for r in rows if r["owned"] is not None]
-    observed_rate = hits / total
-    study = {
-        "scheme": key.scheme, "key_commitment": key.commitment, "alpha": alpha, "controls": rows,
-        "observed_rate": observed_rate, "max_agreement": max(r["matches"] / r["total"] for r in rows),
-        "empirical_false_positive_rate": (sum(r["owned"] for r in judged) / len(judged)) if judged else None,
-        "assumed_null_rate": max(assumed) if assumed else None,
-        "min_p_value": min((r["p_value"] for r in judged), default=None),
-    }
-    if scheme.access == "black-box":  # a white-box null (uchida) is exact and needs none
-        calibration = scheme.calibrate(key, suspects)
-        study["calibrated_null"] = {"rate": calibration.rate, "source": calibration.source}
-    # The verifier's null is conservative here if no control was accused and the pooled rate
-    # does not exceed it beyond sampling error (a one-sided binomial test at 0.001).
-    if assumed:
-        from nnmark.verification.stats import binomial_tail
+    null = measure_null(key, controls, names)
+    rows: list[dict[str, Any]] = []
+    counts = null.counts()
+    total = len(null.controls[0].hits)
+    if scheme.null_kind == "controls" and len(controls) < 3:
+        raise NNMarkError("an estimated null needs at least 3 controls to study (20 recommended)",
+                          field="controls")
+    for index, record in enumerate(null.controls):
+        matches = int(counts[index])
+        if scheme.null_kind == "controls":
+            others = [int(c) for j, c in enumerate(counts) if j != index]
+            refusal = ("not specific" if record.probe_target_rate is not None
+                       and record.probe_target_rate > 0.5 else None)
+            verdict = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
+                                      control_counts=others, null_source="", alpha=alpha, refusal=refusal)
+            loose = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
+                                    control_counts=others, null_source="", alpha=check_alpha, refusal=refusal)
+        else:
+            from nnmark.verification.stats import binomial_verdict
 
-        study["null_exceeded_p_value"] = binomial_tail(hits, total, max(assumed))
-        study["conservative"] = (study["empirical_false_positive_rate"] == 0
-                                 and study["null_exceeded_p_value"] > 1e-3)
+            rate = scheme.exact_null_rate(key)
+            verdict = binomial_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
+                                       null_rate=rate, null_source="", alpha=alpha)
+            loose = binomial_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
+                                     null_rate=rate, null_source="", alpha=check_alpha)
+        rows.append({"model": record.name, "architecture": record.architecture, "matches": matches,
+                     "total": total, "p_value": verdict.p_value, "owned": verdict.owned,
+                     "owned_at_check_alpha": loose.owned, "probe_target_rate": record.probe_target_rate})
+    size = len(rows)
+    accused = sum(r["owned"] for r in rows)
+    accused_check = sum(r["owned_at_check_alpha"] for r in rows)
+    low, high = clopper_pearson(accused, size)
+    consistency_p = binomial_tail(accused_check, size, check_alpha) if accused_check else 1.0
+    needed = math.ceil(math.log(0.05) / math.log(1 - alpha)) if alpha < 1 else 1
+    study = {
+        "scheme": key.scheme, "key_commitment": key.commitment,
+        "null_kind": "estimated" if scheme.null_kind == "controls" else "exact",
+        "alpha": alpha, "controls": rows,
+        "accused": accused, "empirical_false_positive_rate": accused / size,
+        "false_positive_rate_ci95": [low, high],
+        "min_p_value": min(r["p_value"] for r in rows),
+        "check_alpha": check_alpha, "accused_at_check_alpha": accused_check,
+        "check_p_value": consistency_p, "consistent": consistency_p >= 0.01,
+        "conservative": high <= alpha,
+        "controls_needed_to_confirm_alpha": needed,
+        "judged_by": ("leave-one-out: each control against the null measured on the others"
+                      if scheme.null_kind == "controls" else "the exact null verify uses"),
+    }
+    modules = [c.model if isinstance(c, ControlModel) else c for c in controls]
+    study["target_screening"] = scheme.screen(key, [as_suspect(m, r["model"]) for m, r in zip(modules, rows)])
+    study["null"] = null.to_json()
     return study

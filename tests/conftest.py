@@ -34,3 +34,30 @@ def data_dir() -> Path:
     if found is None:
         pytest.skip("no dataset directory: set NNMARK_DATA or place shared/data beside the project")
     return found
+
+
+@pytest.fixture(scope="session")
+def nnmark_controls(digits):
+    """20 models nnmark trains without any key (several architectures), to measure nulls on."""
+    from nnmark.api import train_controls
+
+    return train_controls(digits, 20, epochs=4, seed=700)
+
+
+@pytest.fixture(scope="session")
+def screening_models(digits):
+    """6 more keyless models, apart from the controls: a target chosen on the models that then
+    measure its null would make that null look narrower than it is."""
+    from nnmark.api import train_controls
+
+    return [c.model for c in train_controls(digits, 6, epochs=3, seed=800)]
+
+
+@pytest.fixture(scope="session")
+def independent_models(digits):
+    """Models nnmark did not make: 24 networks of other architectures, widths, optimisers and seeds,
+    trained on digits by a plain PyTorch loop written here (never nnmark's trainer), as an
+    auditor would. Each takes images in [0, 1]."""
+    from tests.independent import train_independent_models
+
+    return train_independent_models(digits, 24)

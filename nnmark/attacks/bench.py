@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats
 
 from nnmark import __version__
-from nnmark.api import calibrate_null, generate_key, train_model, verify_model
+from nnmark.api import generate_key, measure_null, train_control, train_model, verify_model
 from nnmark.attacks.base import AttackContext, get_attack, parse_chain, resolve_strengths, run_chain
 from nnmark.data.base import Dataset, load_dataset
 from nnmark.errors import NNMarkError
@@ -39,6 +39,7 @@ from nnmark.training.distributed import Distributed, run_on_main
 from nnmark.training.trainer import TrainConfig, evaluate
 
 MARKER = ".nnmark-bench"
+SCREENING_MODELS = 6
 DEFAULT_ATTACKS = ("ftll", "ftal", "rtll", "rtal", "prune", "fine-prune", "distill", "quantize",
                    "weight-noise", "input-transform", "overwrite")
 
@@ -54,6 +55,8 @@ class BenchConfig:
     quick: bool = False
     tolerance: float = 0.05
     alpha: float = 1e-6
+    controls: int = 20  # control models for schemes whose null is estimated
+    control_epochs: int = 5
     victim: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64, lr=0.05))
     attack_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=64, lr=0.01,
                                                                            schedule="constant"))
@@ -80,7 +83,7 @@ class Victim:
     model: Any
     key: Any
     accuracy: float
-    null: Any = None  # a Calibration, for schemes whose null is measured on a control
+    null: Any = None  # a ControlNull, for schemes whose null is measured on control models
 
 
 def _digest(*parts: Any) -> str:
@@ -121,10 +124,11 @@ class Bench:
             return loaded.model, loaded.metadata
         model, metadata = train()
         key = metadata.pop("key", None)
+        spec = metadata.pop("spec", None) or self.spec
 
         def save() -> None:
             with atomic_directory(directory, force=True) as staging:
-                save_model(model, self.spec, staging / "model", metadata=metadata)
+                save_model(model, spec, staging / "model", metadata=metadata)
                 if key is not None:
                     save_key(key, staging / "key")
 
@@ -154,31 +158,46 @@ class Bench:
             raise NNMarkError("another rank could not read the bench key; its error above says why")
         return key
 
-    def control(self):
+    def keyless(self, count: int, first: int = 0) -> list:
+        """Models trained without any key (control recipes ``first`` .. ``first + count - 1``),
+        cached; none of them saw a key, so one set serves every scheme."""
         config = self.config
-        name = "control-" + _digest(config.dataset, config.architecture, asdict(config.victim), "seed+1",
-                                     *self._processes)
+        models = []
+        for index in range(first, first + count):
+            name = "control-" + _digest(config.dataset, index, config.control_epochs, config.victim.seed, __version__)
 
-        def train():
-            self.log("training a control model without any key")
-            trained = train_model(self.data, replace(config.victim, seed=config.victim.seed + 1),
-                                  architecture=config.architecture, progress=self.progress,
-                                  description="control", distributed=self.distributed)
-            return trained.model, {"test_accuracy": trained.test_accuracy}
+            def train(index=index):
+                self.log(f"training keyless model {index + 1} (a control)")
+                trained = train_control(self.data, index, epochs=config.control_epochs,
+                                        seed=config.victim.seed + 5000, progress=self.progress)
+                return trained.model, {"test_accuracy": trained.test_accuracy, "architecture": trained.architecture,
+                                       "spec": trained.spec}
 
-        return self._cached_model(name, train)[0]
+            model, _ = self._cached_model(name, train)
+            models.append(model)
+        return models
+
+    def controls(self) -> list:
+        """The controls that measure the null of every scheme without an exact one."""
+        return self.keyless(self.config.controls)
+
+    def screening(self) -> list:
+        """Other keyless models, which pick a one-target key's target (never the null's controls)."""
+        return self.keyless(SCREENING_MODELS, first=self.config.controls)
 
     def victim(self, scheme: str) -> Victim:
         config = self.config
+        # "key/2": salted keys whose one-target victims are screened (older caches retrain once).
         name = f"victim-{scheme}-" + _digest(scheme, config.dataset, config.architecture, asdict(config.victim),
-                                             *self._processes)
+                                             "key/2", *self._processes)
         implementation = get_scheme(scheme)
 
         def train():
             self.log(f"training the {scheme} victim")
+            screen_with = self.screening() if implementation.null_kind == "controls" else None
             key = self._key(name, lambda: generate_key(
                 scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
-                seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec))
+                seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec, screen_with=screen_with))
             trained = train_model(self.data, config.victim, architecture=config.architecture, key=key,
                                   embed_options=implementation.demo_embed_options, progress=self.progress,
                                   description=f"victim {scheme}", distributed=self.distributed)
@@ -209,7 +228,7 @@ class Bench:
                                 victim_key=victim.key, progress=self.progress)
         attacked = run_chain(victim.model, steps, context, strength)
         accuracy = evaluate(attacked, self.data.test_x, self.data.test_y, device=config.attack_train.device)
-        verdict = verify_model(attacked, victim.key, alpha=config.alpha, null_rate=victim.null)
+        verdict = verify_model(attacked, victim.key, alpha=config.alpha, null=victim.null)
         epochs = sum(attack.epochs(value, context) for attack, value in resolve_strengths(steps, strength))
         keeps_accuracy = accuracy >= victim.accuracy - config.tolerance
         record = {
@@ -230,17 +249,17 @@ class Bench:
     def run(self) -> dict[str, Any]:
         config = self.config
         cells, victims = [], {}
-        control = None
+        controls = None
         for scheme in config.schemes:
             victim = self.victim(scheme)
-            if get_scheme(scheme).null_needs_controls:
-                control = control if control is not None else self.control()
-                victim.null = calibrate_null(victim.key, [control])
-            baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null_rate=victim.null)
+            if get_scheme(scheme).null_kind == "controls":
+                controls = controls if controls is not None else self.controls()
+                victim.null = measure_null(victim.key, controls)
+            baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null=victim.null)
             victims[scheme] = {"test_accuracy": victim.accuracy, "owned": baseline.owned,
                                "p_value": baseline.p_value, "matches": baseline.matches,
                                "total": baseline.total, "statistic": baseline.statistic,
-                               "null_source": baseline.null_source}
+                               "null_source": baseline.null_source, "null_kind": baseline.null_kind}
             for attack_spec in config.attacks:
                 for strength in _sweep(attack_spec, config.quick):
                     cells.extend((victim, attack_spec, strength, seed) for seed in range(config.seeds))

@@ -94,6 +94,8 @@ def demo(
     verify = summary["watermarked"]["verify"]
     console.print(f"statistic: {verify['statistic']}; null: {verify['null_source']}")
     console.print(f"decision rule: {verify['decision_rule']}")
+    style = "" if verify["null_kind"] == "exact" else "[bold yellow]"
+    console.print(f"{style}error rate: {verify['guarantee']}{'[/]' if style else ''}")
     console.print(f"key commitment (SHA-256): {summary['key_commitment']}")
     console.print(f"wrote {out}/summary.json, the key and both models in {summary['seconds']:.0f} s")
 
@@ -107,12 +109,10 @@ def _keygen_command(scheme_name: str, scheme_cls):
     extra = option_fields(scheme_cls.KeygenOptions)
 
     def command(**kwargs) -> None:
-        import secrets
-
         from nnmark.io import ensure_can_write
         from nnmark.models.store import ModelSpec
 
-        out, force = kwargs.pop("out"), kwargs.pop("force")
+        out, force, screen_models = kwargs.pop("out"), kwargs.pop("force"), kwargs.pop("screen_models")
         ensure_can_write(out, force)
         num_classes, shape = kwargs.pop("num_classes"), kwargs.pop("input_shape")
         data_name, data_dir, model_dir = kwargs.pop("data"), kwargs.pop("data_dir"), kwargs.pop("model")
@@ -131,14 +131,37 @@ def _keygen_command(scheme_name: str, scheme_cls):
                              (0.5,) * input_shape[0])
         if "dataset" in scheme_cls.needs and dataset is None:
             raise NNMarkError(f"scheme '{scheme_name}' makes its triggers from your training data: give --data")
-        seed = secrets.randbits(48) if seed is None else seed
         options = {name: value for name, value in kwargs.items() if value is not None}
+        screen_with = None
+        if screen_models:
+            import secrets
+
+            from nnmark.api import train_controls
+
+            if scheme_cls.null_kind != "controls" or dataset is None:
+                raise NNMarkError("--screen-models picks a one-target key's target from models trained on --data",
+                                  field="--screen-models")
+            with progress_bars() as progress:
+                screen_with = [c.model for c in train_controls(dataset, screen_models, epochs=5,
+                                                               seed=secrets.randbits(31), progress=progress)]
         key = generate_key(scheme_name, num_classes=num_classes, input_shape=input_shape, seed=seed,
-                           options=options, dataset=dataset, model_spec=spec)
+                           options=options, dataset=dataset, model_spec=spec, screen_with=screen_with)
+        screening = key.params.get("target_screening")
+        if screening:
+            most = screening["most_and_total_per_target"][key.params["target"]][0]
+            console.print(f"target {key.params['target']}: each of the {screen_models} screening models sent at most "
+                          f"{most} of its triggers there")
         save_key(key, out, force=force)
         console.print(f"wrote {scheme_name} key to {out}")
         console.print(f"commitment (SHA-256): [bold]{key.commitment}[/]")
         console.print("Publish or timestamp the commitment now; keep the key directory secret.")
+        if seed is not None:
+            from nnmark.api import SEED_WARNING
+
+            err_console.print(f"[bold yellow]warning:[/] {SEED_WARNING}")
+        if scheme_cls.null_kind == "controls":
+            console.print(f"Scheme '{scheme_name}' has no exact null: measure it on models made without the key "
+                          f"with `nnmark calibrate --key {out} --out null.json` and verify with --null null.json.")
 
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [
@@ -147,7 +170,8 @@ def _keygen_command(scheme_name: str, scheme_cls):
         inspect.Parameter("input_shape", kw, annotation=Optional[str],
                           default=typer.Option(None, "--input-shape", help="Model input as C,H,W.")),
         inspect.Parameter("seed", kw, annotation=Optional[int],
-                          default=typer.Option(None, "--seed", help="Seed for the key (default: a random secret one).")),
+                          default=typer.Option(None, "--seed", help="Seed for a reproducible key, which is then only as secret as the seed "
+                                                                       "(default: 63 random secret bits).")),
         inspect.Parameter("data", kw, annotation=Optional[str],
                           default=typer.Option(None, "--data", help="Dataset the model is trained on.")),
         inspect.Parameter("data_dir", kw, annotation=Optional[Path], default=DataDirOption),
@@ -160,6 +184,10 @@ def _keygen_command(scheme_name: str, scheme_cls):
                           default=typer.Option(..., "--out", help="Key directory to write.")),
         inspect.Parameter("force", kw, annotation=bool,
                           default=typer.Option(False, "--force", help="Replace OUT if it exists.")),
+        inspect.Parameter("screen_models", kw, annotation=int,
+                          default=typer.Option(0, "--screen-models", help="One-target schemes: train this many keyless "
+                                                                          "models on --data and take the target they send "
+                                                                          "the fewest triggers to (without --target).")),
     ]
     for name, kind, default, help_text in extra:
         flag = "--" + name.replace("_", "-")
@@ -273,12 +301,15 @@ def on_every_rank(group, prepare):
 def _watermark_check(model, key) -> None:
     from nnmark.api import verify_model
 
-    try:
-        verdict = verify_model(model, key)
-        console.print(f"watermark check: {verdict.statistic} {verdict.matches}/{verdict.total}, "
-                      f"p = {verdict.p_value:.3g}")
-    except NNMarkError as why:  # e.g. a null that needs control models: not a training failure
-        console.print(f"watermark check skipped: {why}")
+    from nnmark.schemes.base import get_scheme
+
+    if get_scheme(key.scheme).null_kind == "controls":
+        console.print("watermark check: this scheme's null is measured on control models "
+                      "(nnmark calibrate, then nnmark verify --null)")
+        return
+    verdict = verify_model(model, key)
+    console.print(f"watermark check: {verdict.statistic} {verdict.matches}/{verdict.total}, "
+                  f"p = {verdict.p_value:.3g}")
 
 
 @command()
@@ -292,42 +323,60 @@ def verify(
     normalize_like: Optional[str] = typer.Option(None, "--normalize-like",
                                                  help="Dataset whose mean/std a bare checkpoint expects."),
     alpha: float = typer.Option(1e-6, "--alpha", help="Significance level: the false-positive bound."),
-    null_rate: Optional[float] = typer.Option(None, "--null-rate", help="A calibrated null rate instead of the scheme's own."),
+    null_file: Optional[Path] = typer.Option(None, "--null", help="Null measured on control models (nnmark calibrate --out)."),
     calibrate_with: Optional[list[Path]] = typer.Option(
-        None, "--calibrate-with", help="Model directory made without the key, to measure the null on (repeatable)."),
-    subset: Optional[int] = typer.Option(None, "--subset", help="Reveal and test only this many key items, drawn at random."),
-    subset_seed: int = typer.Option(0, "--subset-seed", help="Which random subset."),
+        None, "--calibrate-with", help="Model directory made without the key, to measure the null on (repeatable; at least 10)."),
+    tests: int = typer.Option(1, "--tests", help="Tests in the family this one belongs to (keys x suspects x sizes tried): "
+                                                 "each is held to alpha/tests (Bonferroni)."),
+    subset: Optional[int] = typer.Option(None, "--subset", help="Reveal and test only this many key items, chosen "
+                                                                "from the commitment and the suspect's identity."),
     batch_size: int = typer.Option(64, "--batch-size", help="Queries per request to an endpoint."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each endpoint answer."),
     retries: int = typer.Option(3, "--retries", help="Retries of a failed request, with exponential backoff."),
-    query_budget: Optional[int] = typer.Option(None, "--query-budget", help="Most queries to spend on an endpoint."),
+    query_budget: Optional[int] = typer.Option(None, "--query-budget", help="Most queries to spend on an endpoint; "
+                                                                            "checked against the scheme's need before any query."),
     device: str = typer.Option("auto", "--device"),
     report: Optional[Path] = typer.Option(None, "--report", help="Write an evidence report (JSON + HTML) here."),
     force: bool = typer.Option(False, "--force", help="Replace REPORT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the evidence record as JSON."),
 ) -> None:
     """Decide whether a suspect model carries the watermark of KEY."""
-    from nnmark.api import calibrate_null, verify_model
+    from nnmark.api import measure_null, verify_model
     from nnmark.io import ensure_can_write
     from nnmark.models.store import load_model
-    from nnmark.reporting.evidence import evidence_record, write_report
+    from nnmark.reporting.evidence import evidence_record, suspect_identity, write_report
     from nnmark.reporting.tables import format_p_value, verdict_table
     from nnmark.schemes.base import get_scheme
     from nnmark.schemes.key import load_key
+    from nnmark.verification.nulls import load_null
     from nnmark.verification.open import open_suspect
 
     if report is not None:
         ensure_can_write(report, force)
     if not 0 < alpha < 1:
         raise NNMarkError("must be between 0 and 1", field="--alpha", got=alpha)
-    if null_rate is not None and not 0 < null_rate < 1:
-        raise NNMarkError("must be between 0 and 1", field="--null-rate", got=null_rate)
-    if null_rate is not None and calibrate_with:
-        raise NNMarkError("give either --null-rate or --calibrate-with, not both", field="--null-rate")
+    if tests < 1:
+        raise NNMarkError("must be at least 1", field="--tests", got=tests)
+    if null_file is not None and calibrate_with:
+        raise NNMarkError("give either --null or --calibrate-with, not both", field="--null")
     secret = load_key(key)
+    scheme = get_scheme(secret.scheme)
+    scheme.check_key(secret)
+    if scheme.null_kind == "exact" and (null_file is not None or calibrate_with):
+        raise NNMarkError(f"scheme '{secret.scheme}' has an exact null: --null and --calibrate-with do not apply",
+                          field="--null")
     full_key = secret
-    if subset is not None:
-        secret = get_scheme(secret.scheme).subset(secret, subset, subset_seed)
+    null = None
+    if null_file is not None:
+        null = load_null(null_file)
+        null.check_for(full_key.commitment, full_key.item_count, str(null_file))
+    elif calibrate_with:
+        null = measure_null(full_key, [load_model(path).model for path in calibrate_with],
+                            [str(path) for path in calibrate_with])
+        null.check_for(full_key.commitment, full_key.item_count, "--calibrate-with")
+    if scheme.null_kind == "controls" and null is None:
+        raise NNMarkError(f"scheme '{secret.scheme}' has no exact null: measure it on models made without the key "
+                          f"(nnmark calibrate --key {key} --out null.json) and pass --null null.json", field="--null")
     mean = std = None
     if normalize_like:
         from nnmark.data.base import load_dataset
@@ -335,13 +384,12 @@ def verify(
         dataset = load_dataset(normalize_like)
         mean, std = dataset.mean, dataset.std
     suspect, described = open_suspect(
-        secret, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
+        full_key, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
         std=std, device=device,
         http_options={"batch_size": batch_size, "timeout": timeout, "retries": retries, "query_budget": query_budget})
-    null = null_rate
-    if calibrate_with:
-        null = calibrate_null(secret, [load_model(path).model for path in calibrate_with])
-    verdict = verify_model(suspect, secret, alpha=alpha, null_rate=null)
+    if subset is not None:
+        secret = scheme.subset(full_key, subset, suspect_identity(described))
+    verdict = verify_model(suspect, secret, alpha=alpha, null=null, tests=tests)
     record = evidence_record(verdict, full_key, described, subset=secret.params.get("subset"))
     if report is not None:
         write_report(report, record, secret, verdict, force=force)
@@ -349,74 +397,105 @@ def verify(
         print(json.dumps(record, indent=2))
         return
     console.print(verdict_table([(described.get("path") or described.get("endpoint"), None, verdict)]))
-    console.print(f"statistic: {verdict.statistic}, {verdict.matches}/{verdict.total}; "
-                  f"null: {verdict.null_source}")
-    console.print(f"p-value {format_p_value(verdict.p_value)}; decision rule: {verdict.decision_rule}; "
-                  f"false-positive rate of this rule {verdict.false_positive_rate:.3g}")
+    console.print(f"statistic: {verdict.statistic}, {verdict.matches}/{verdict.total}; null: {verdict.null_source}")
+    console.print(f"p-value {format_p_value(verdict.p_value)}; decision rule: {verdict.decision_rule}")
+    if verdict.null_kind == "exact":
+        console.print(f"error rate: {verdict.guarantee}")
+    else:
+        console.print(f"[bold yellow]error rate: {verdict.guarantee}[/]")
+    for warning in record["warnings"]:
+        console.print(f"[bold yellow]warning:[/] {warning}")
     if suspect.queries:
         console.print(f"queries spent: {suspect.queries}")
     if report is not None:
         console.print(f"evidence report: {report}/report.html")
 
 
+@command(name="check-disclosure")
+def check_disclosure_command(
+    report: Path = typer.Argument(..., help="An evidence report directory written by verify --subset --report."),
+    commitment: str = typer.Option(..., "--commitment", help="The commitment the owner published for the whole key."),
+) -> None:
+    """Check that the key items revealed in a report belong to the key with COMMITMENT."""
+    from nnmark.reporting.evidence import check_report_disclosure
+
+    count = check_report_disclosure(report, commitment.strip().lower())
+    console.print(f"all {count} revealed items are proven to belong to the key with commitment {commitment[:16]}…")
+
+
 @command()
 def calibrate(
     key: Path = typer.Option(..., "--key", help="Key directory."),
-    models: int = typer.Option(3, "--models", help="Train this many independent models without the key."),
+    models: int = typer.Option(20, "--models", help="Train this many independent models without the key, "
+                                                    "cycling through several architectures, widths and learning rates."),
     control: Optional[list[Path]] = typer.Option(None, "--control", help="Also use this model directory made without the key (repeatable)."),
     data: str = typer.Option("digits", "--data", help="Dataset the controls are trained on."),
     data_dir: Optional[Path] = DataDirOption,
-    architecture: str = typer.Option("small-cnn", "--architecture"),
-    epochs: int = typer.Option(20, "--epochs"),
+    epochs: int = typer.Option(10, "--epochs", help="Training epochs of each control."),
+    seed: int = typer.Option(100, "--seed", help="Seed of the first control (then +1 each)."),
     alpha: float = typer.Option(1e-6, "--alpha"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the study as JSON to this file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the measured null (for verify --null) and the study as JSON."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Measure the null on models made without the key: their agreement, and the false-positive rate."""
-    from nnmark.api import calibration_study, train_model
+    """Measure the null on models made without the key, and test the verifier's error rate against them."""
+    from nnmark.api import ControlModel, calibration_study, train_controls
     from nnmark.data.base import load_dataset
     from nnmark.io import write_json
     from nnmark.models.store import load_model
     from nnmark.schemes.key import load_key
-    from nnmark.training.trainer import TrainConfig
 
     if out is not None and out.exists() and not force:
         raise NNMarkError("already exists; refusing to overwrite it (pass --force to replace it)", path=out)
     if models < 0:
         raise NNMarkError("must be 0 or more", field="--models", got=models)
+    if not 0 < alpha < 1:
+        raise NNMarkError("must be between 0 and 1", field="--alpha", got=alpha)
     secret = load_key(key)
-    controls, names = [], []
+    controls = []
     for path in control or []:
-        controls.append(load_model(path).model)
-        names.append(str(path))
+        loaded = load_model(path)
+        accuracy = loaded.metadata.get("test_accuracy")
+        controls.append(ControlModel(str(path), loaded.spec.architecture, loaded.model,
+                                     float(accuracy) if isinstance(accuracy, (int, float)) else float("nan")))
     if models:
         dataset = load_dataset(data, data_dir)
         with progress_bars() as progress:
-            for index in range(models):
-                trained = train_model(dataset, TrainConfig(epochs=epochs, batch_size=64, lr=0.05, seed=100 + index),
-                                      architecture=architecture, progress=progress, description=f"control {index + 1}")
-                controls.append(trained.model)
-                names.append(f"trained control (seed {100 + index})")
-    study = calibration_study(secret, controls, alpha=alpha, names=names)
+            controls += train_controls(dataset, models, epochs=epochs, seed=seed, progress=progress)
+    if not controls:
+        raise NNMarkError("no control models: give --models N or --control DIR", field="--models")
+    study = calibration_study(secret, controls, alpha=alpha)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, study)
+        write_json(out, {**study["null"], "study": {k: v for k, v in study.items() if k != "null"}})
     if as_json:
         print(json.dumps(study, indent=2))
         return
     for row in study["controls"]:
-        p = "—" if row["p_value"] is None else f"{row['p_value']:.3g}"
-        console.print(f"{row['model']}: {row['matches']}/{row['total']}  p {p}  "
-                      f"{'' if row['owned'] is None else ('ACCUSED' if row['owned'] else 'not owned')}")
-    console.print(f"observed agreement rate {study['observed_rate']:.4f}; verifier's null rate "
-                  f"{study['assumed_null_rate'] if study['assumed_null_rate'] is not None else '— (needs calibration)'}")
-    if study.get("empirical_false_positive_rate") is not None:
-        console.print(f"empirical false-positive rate {study['empirical_false_positive_rate']:.3g} "
-                      f"over {len(study['controls'])} controls at alpha {alpha:g}; "
-                      f"null {'conservative' if study['conservative'] else 'NOT conservative'} against them")
-    if "calibrated_null" in study:
-        console.print(f"calibrated null for --calibrate-with: {study['calibrated_null']['rate']:.4f}")
+        console.print(f"{row['model']}: {row['matches']}/{row['total']}  p {row['p_value']:.3g}  "
+                      f"{'[bold red]ACCUSED[/]' if row['owned'] else 'not owned'}")
+    size = len(study["controls"])
+    low, high = study["false_positive_rate_ci95"]
+    console.print(f"{study['judged_by']}")
+    console.print(f"accused at alpha {alpha:g}: {study['accused']}/{size} (exact 95% interval {low:.3g}-{high:.3g}); "
+                  f"smallest p-value {study['min_p_value']:.3g}")
+    console.print(f"at alpha {study['check_alpha']:g}: {study['accused_at_check_alpha']}/{size} accused — "
+                  + ("consistent with the stated rate" if study["consistent"] else
+                     f"[bold red]MORE than the stated rate allows (p = {study['check_p_value']:.3g}): the null is not valid for this key[/]"))
+    screening = study.get("target_screening")
+    if screening and screening["suggested_target"] != screening["target"] \
+            and screening["target_most"] > 2 * screening["suggested_target_most"] + 2:
+        console.print(f"[bold yellow]target {screening['target']} already attracts this key's triggers in independent "
+                      f"models (up to {screening['target_most']}/{study['controls'][0]['total']}); a new key made with "
+                      "`nnmark keygen ... --screen-models 6` (other models than these controls) would be far easier "
+                      "to prove[/]")
+    if study["conservative"]:
+        console.print(f"the controls confirm a false-positive rate at most {alpha:g}")
+    else:
+        console.print(f"[yellow]{size} controls bound the false-positive rate only below {high:.3g}; confirming "
+                      f"{alpha:g} empirically would take {study['controls_needed_to_confirm_alpha']:,} controls with none accused[/]")
+    if out is not None:
+        console.print(f"wrote {out} (use it with verify --null {out})")
 
 
 @command()
@@ -475,6 +554,7 @@ def attack(
     fraction: float = typer.Option(0.3, "--fraction", help="Fraction of the training set the attacker holds."),
     seed: int = typer.Option(0, "--seed"),
     alpha: float = typer.Option(1e-6, "--alpha"),
+    null_file: Optional[Path] = typer.Option(None, "--null", help="Null measured on control models (schemes without an exact one)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the attacked model here."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print before/after as JSON."),
@@ -500,13 +580,25 @@ def attack(
                           field="--strength")
     secret = load_key(key)
     victim = load_model(model)
+    from nnmark.schemes.base import get_scheme
+    from nnmark.verification.nulls import load_null
+
+    get_scheme(secret.scheme).check_fits(secret, victim.spec.num_classes, tuple(victim.spec.input_shape),
+                                         f"the model {model}")
+    null = None
+    if null_file is not None:
+        null = load_null(null_file)
+        null.check_for(secret.commitment, secret.item_count, str(null_file))
+    elif get_scheme(secret.scheme).null_kind == "controls":
+        raise NNMarkError(f"scheme '{secret.scheme}' has no exact null: give --null (from nnmark calibrate)",
+                          field="--null")
     dataset = load_dataset(data, data_dir)
     context = AttackContext(dataset.subset(fraction, seed), victim.spec, seed=seed, victim_key=secret)
     with progress_bars() as progress:
         attacked = run_chain(victim.model, steps, dc_replace(context, progress=progress), strength)
     rows = {}
     for name, module in (("before", victim.model), ("after", attacked)):
-        verdict = verify_model(module, secret, alpha=alpha)
+        verdict = verify_model(module, secret, alpha=alpha, null=null)
         rows[name] = {"test_accuracy": evaluate(module, dataset.test_x, dataset.test_y),
                       "owned": verdict.owned, "p_value": verdict.p_value,
                       "matches": verdict.matches, "total": verdict.total}

@@ -14,23 +14,81 @@ import numpy as np
 import torch
 
 from nnmark import __version__
-from nnmark.io import atomic_directory, write_json
+from nnmark.errors import NNMarkError
+from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.reporting.tables import format_p_value
 from nnmark.schemes.key import WatermarkKey
 from nnmark.verification.stats import Verdict
 
 
+def suspect_identity(described: dict[str, Any]) -> str:
+    """What names a suspect for choosing a disclosed subset: its file's SHA-256, or its endpoint."""
+    if described.get("sha256"):
+        return f"sha256:{described['sha256']}"
+    endpoint = str(described.get("endpoint", "")).rstrip("/").lower()
+    return f"endpoint:{endpoint}|{described.get('model_name', '')}"
+
+
 def evidence_record(verdict: Verdict, key: WatermarkKey, suspect: dict[str, Any],
                     subset: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The verdict with what was tested and against which committed key; ``warnings`` lists every
+    way the guarantee is weaker than the p-value alone suggests."""
     record = verdict.to_dict()
+    warnings = []
+    if verdict.null_kind != "exact":
+        warnings.append(verdict.guarantee)
+    if key.legacy_warning:
+        warnings.append(key.legacy_warning)
+    if key.params.get("seed_chosen"):
+        warnings.append("the key was made from a seed its owner chose: it is only as secret as that seed")
+    if subset is not None:
+        warnings.append(f"only {subset['count']} of {subset['of']} key items were tested; a size chosen after "
+                        "trying others is a family of tests (count each with --tests)")
+    if verdict.details.get("refused"):
+        warnings.append(verdict.details["refused"])
+    if verdict.details.get("warning"):
+        warnings.append(verdict.details["warning"])
+    if verdict.tests == 1:
+        warnings.append("testing many keys or suspects multiplies the chance of a false accusation: with m tests, "
+                        "hold each to alpha/m (--tests m) to keep the family-wise error at alpha")
     record.update({
         "suspect": suspect,
         "key": {"scheme": key.scheme, "commitment": key.commitment, "created_at": key.created_at,
-                "items_tested": verdict.total, "subset": subset},
+                "items_tested": verdict.total,
+                "subset": None if subset is None else {k: v for k, v in subset.items() if k != "disclosure"}},
+        "disclosure": None if subset is None else subset.get("disclosure"),
+        "warnings": warnings,
         "software": {"nnmark": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     return record
+
+
+DISCLOSURE_FILE = "disclosed-items.safetensors"
+
+
+def check_report_disclosure(directory: str | Path, commitment: str) -> int:
+    """Check the items a report reveals against a published commitment; returns how many."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from nnmark.schemes.commitment import check_disclosure
+
+    directory = Path(directory)
+    record = read_json(directory / "evidence.json", "evidence report")
+    disclosure = record.get("disclosure")
+    if not isinstance(disclosure, dict):
+        raise NNMarkError("reveals no key items to check (it was not made with --subset)",
+                          path=directory / "evidence.json", field="disclosure")
+    try:
+        items = load_file(str(directory / DISCLOSURE_FILE))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NNMarkError(f"cannot read the revealed items ({exc})", path=directory / DISCLOSURE_FILE) from None
+    problems = check_disclosure(disclosure, items, commitment)
+    if problems:
+        raise NNMarkError("the revealed items do not prove membership in the committed key: " + "; ".join(problems),
+                          path=directory)
+    return len(disclosure["indices"])
 
 
 def _png(array: np.ndarray) -> str:
@@ -72,6 +130,10 @@ def _bits(key: WatermarkKey, verdict: Verdict) -> str:
 def render_html(record: dict[str, Any], key: WatermarkKey, verdict: Verdict) -> str:
     suspect = record["suspect"]
     tested = suspect.get("path") or suspect.get("endpoint")
+    if verdict.null_kind == "exact":
+        null_text = f"Binomial({verdict.total}, {verdict.null_rate:.4g}) — {html.escape(verdict.null_source)}"
+    else:
+        null_text = f"estimated — {html.escape(verdict.null_source)}"
     rows = [
         ("Suspect", f"{html.escape(str(tested))} ({html.escape(suspect['kind'])})"),
         ("Suspect SHA-256", suspect.get("sha256", "— (queried over the network)")),
@@ -79,19 +141,22 @@ def render_html(record: dict[str, Any], key: WatermarkKey, verdict: Verdict) -> 
         ("Key commitment (SHA-256)", record["key"]["commitment"]),
         ("Key created", record["key"]["created_at"]),
         ("Statistic", f"{html.escape(verdict.statistic)}: {verdict.matches} of {verdict.total}"),
-        ("Null hypothesis", f"Binomial({verdict.total}, {verdict.null_rate:.4g}) — {html.escape(verdict.null_source)}"),
+        ("Null hypothesis", null_text),
         ("p-value", format_p_value(verdict.p_value)),
         ("Decision rule", html.escape(verdict.decision_rule)),
-        ("False-positive rate of the rule", f"{verdict.false_positive_rate:.3g} (α = {verdict.alpha:g})"),
+        ("Error rate", f"{html.escape(verdict.guarantee)} (α = {verdict.alpha:g}, tests = {verdict.tests})"),
         ("Queries spent", str(verdict.details.get("queries", "—"))),
         ("Software", ", ".join(f"{k} {v}" for k, v in record["software"].items())),
         ("Verified at", record["verified_at"]),
     ]
     subset = record["key"].get("subset")
     if subset:
-        rows.insert(4, ("Selective disclosure", f"{subset['count']} of {subset['of']} key items "
-                                                 f"(seed {subset['seed']}); p-value is for this subset"))
+        rows.insert(4, ("Selective disclosure", f"{subset['count']} of {subset['of']} key items, chosen from the "
+                                                 "commitment and the suspect's identity; p-value is for this subset; "
+                                                 f"check with: nnmark check-disclosure REPORT --commitment "
+                                                 f"{record['key']['commitment'][:16]}…"))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    warnings = "".join(f'<p class="warning">{html.escape(w)}</p>' for w in record.get("warnings", []))
     decision = "OWNED" if verdict.owned else "NOT OWNED"
     colour = "#1a7f37" if verdict.owned else "#9a6700"
     return f"""<!doctype html>
@@ -99,6 +164,7 @@ def render_html(record: dict[str, Any], key: WatermarkKey, verdict: Verdict) -> 
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; color: #1f2328; }}
 .verdict {{ font-size: 1.6rem; font-weight: 700; color: {colour}; }}
+.warning {{ background: #fff8c5; border-left: 4px solid #9a6700; padding: .4rem .8rem; font-weight: 600; }}
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .3rem .8rem; border-bottom: 1px solid #ddd; }}
 th {{ width: 17rem; font-weight: 600; }} td {{ font-family: ui-monospace, monospace; word-break: break-all; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: .4rem; }}
@@ -108,7 +174,8 @@ figure.hit {{ background: #dafbe1; }} figure.miss {{ background: #eee; }} img {{
 <h1>Watermark verification report</h1>
 <p class="verdict">{decision}</p>
 <p>The suspect agreed with the secret key on {verdict.matches} of {verdict.total} items. A model made
-without the key would do at least this well with probability {format_p_value(verdict.p_value)}.</p>
+without the key would do at least this well with probability {format_p_value(verdict.p_value)}{"" if verdict.null_kind == "exact" else " (estimated on control models: see the warning)"}.</p>
+{warnings}
 <table>{table}</table>
 {_bits(key, verdict)}
 {_image_cells(key, verdict)}
@@ -118,7 +185,12 @@ without the key would do at least this well with probability {format_p_value(ver
 
 def write_report(directory: str | Path, record: dict[str, Any], key: WatermarkKey, verdict: Verdict,
                  force: bool = False) -> Path:
+    from safetensors.torch import save_file
+
     with atomic_directory(directory, force) as staging:
         write_json(staging / "evidence.json", record)
         (staging / "report.html").write_text(render_html(record, key, verdict))
+        if record.get("disclosure"):
+            save_file({name: key.tensors[name].contiguous() for name in key.item_tensors},
+                      str(staging / DISCLOSURE_FILE))
     return Path(directory)

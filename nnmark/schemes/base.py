@@ -6,11 +6,17 @@ dataclasses (the CLI turns their fields into ``--options``), and implements
 
 * ``keygen``   → a :class:`WatermarkKey` (secret tensors + public metadata),
 * ``hooks``    → the :class:`TrainingHook` objects that embed it during training,
-* ``extract``  → the raw evidence read from a suspect (e.g. its answers on the trigger set),
-* ``verify``   → a :class:`Verdict` with statistic, p-value and decision rule.
+* ``item_hits`` → per key item, whether a suspect agrees with the key (its answer on a trigger,
+  a recovered signature bit),
+* ``verify``   → a :class:`Verdict` with statistic, p-value, decision rule and the kind of null,
+
+and declares what others must not guess: ``null_kind`` (exact, or estimated on control models),
+``query_count`` (what one verification spends), ``validate_key`` (the checks that keep a crafted
+key from framing an innocent model).
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -23,8 +29,11 @@ from nnmark.models.store import ModelSpec
 from nnmark.registry import Registry
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import TrainingHook
-from nnmark.verification.stats import Calibration, Verdict
+from nnmark.verification.nulls import ControlNull
+from nnmark.verification.stats import Verdict
 from nnmark.verification.suspects import Suspect
+
+MAX_ITEMS = 100_000
 
 
 @dataclass
@@ -55,9 +64,11 @@ class WatermarkScheme(ABC):
     EmbedOptions: ClassVar[type] = NoOptions
     # Embedding options for the small embedded dataset of `nnmark demo` (and tests).
     demo_embed_options: ClassVar[dict[str, Any]] = {}
-    # True where the null can only be measured on models made without the key.
-    null_needs_controls: ClassVar[bool] = False
-    # Tensors with one row per key item (trigger image, signature bit): what a subset keeps.
+    # "exact": the statistic's null distribution is known (binomial); "controls": it can only be
+    # estimated on models made without the key (a ControlNull), with the model as the unit.
+    null_kind: ClassVar[str] = "exact"
+    # Tensors with one row per key item (trigger image, signature bit): what a subset keeps and
+    # what the commitment's Merkle tree has one leaf per row of.
     item_tensors: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
@@ -67,27 +78,80 @@ class WatermarkScheme(ABC):
     def hooks(self, key: WatermarkKey, options: Any, seed: int = 0) -> list[TrainingHook]: ...
 
     @abstractmethod
+    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One 0/1 per key item (1 where the suspect agrees with the key), and details to record."""
+
+    @abstractmethod
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null_rate: float | Calibration | None = None) -> Verdict:
-        """``null_rate`` overrides the scheme's own null: a number the verifier vouches for, or a
-        :class:`Calibration` measured on models trained without the key."""
+               null: ControlNull | None = None, tests: int = 1) -> Verdict:
+        """``null`` is required where ``null_kind`` is "controls" and refused elsewhere; ``tests``
+        is the size of the family of tests this one belongs to (Bonferroni)."""
 
-    def calibrate(self, key: WatermarkKey, controls: list[Suspect]) -> Calibration:
-        """Measure the null on models made without the key (schemes with an exact null need not)."""
-        raise NNMarkError(f"scheme '{self.name}' has an exact null distribution; it needs no calibration")
+    def check_key(self, key: WatermarkKey) -> None:
+        """:meth:`validate_key`, once per key contents (a verifier checks the same key many times)."""
+        stamp = key.commitment
+        if getattr(key, "_checked_commitment", None) == stamp:
+            return
+        self.validate_key(key)
+        key._checked_commitment = stamp  # type: ignore[attr-defined]
 
-    def subset(self, key: WatermarkKey, count: int, seed: int = 0) -> WatermarkKey:
-        """A key holding ``count`` items drawn at random (by ``seed``) from ``key``, for selective
-        disclosure: an owner can reveal part of the key in one dispute and keep the rest."""
-        total = len(key.tensors[self.item_tensors[0]])
+    def validate_key(self, key: WatermarkKey) -> None:
+        """Refuse a key that is malformed or internally inconsistent, naming the field, before any
+        query: a verifier must not let a crafted key frame an innocent model."""
+        for name, tensor in key.tensors.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise NNMarkError("holds NaN or infinite values", field=name, expected="finite numbers")
+        if key.item_tensors and not 1 <= key.item_count <= MAX_ITEMS:
+            raise NNMarkError("has too many or too few items", field=key.item_tensors[0],
+                              expected=f"1..{MAX_ITEMS}", got=key.item_count)
+
+    def screen(self, key: WatermarkKey, controls: list[Suspect]) -> dict[str, Any] | None:
+        """Advice from control models on the key's design (None where a scheme has none)."""
+        return None
+
+    def keygen_screened(self, context: KeygenContext, options: Any, models: list[Suspect]) -> WatermarkKey:
+        """A key whose free design choices are made so that ``models`` (made without any key) agree
+        with it as little as possible; schemes with nothing to choose make an ordinary key."""
+        return self.keygen(context, options)
+
+    def exact_null_rate(self, key: WatermarkKey) -> float:
+        """Where ``null_kind`` is "exact": each item's chance of agreeing under the null."""
+        raise NNMarkError(f"scheme '{self.name}' has no exact null; it is measured on control models")
+
+    def query_count(self, key: WatermarkKey) -> int:
+        """How many inputs one verification sends to the suspect (0 for white-box schemes)."""
+        return 0
+
+    def subset(self, key: WatermarkKey, count: int, suspect_identity: str) -> WatermarkKey:
+        """A key holding ``count`` of ``key``'s items, for selective disclosure, with the proofs that
+        tie each revealed item to the published commitment.
+
+        The items are not the owner's choice: they are the first ``count`` of an order drawn from
+        SHA-256(commitment, suspect identity), so no seed can be tried until a subset happens to
+        accuse. The owner still chooses ``count``: fix it before querying, or count each size tried
+        as a test (``tests``)."""
+        from nnmark.schemes.commitment import disclosure_record
+
+        if key.legacy:
+            raise NNMarkError("selective disclosure needs a key with a salted Merkle commitment "
+                              "(nnmark-key/2); this key predates it", field="--subset")
+        total = key.item_count
         if not 1 <= count <= total:
             raise NNMarkError("subset size out of range", field="--subset", expected=f"1..{total}", got=count)
-        chosen = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:count].sort().values
-        tensors = {name: (tensor[chosen] if name in self.item_tensors else tensor)
+        tree = key.tree()
+        seed = int.from_bytes(hashlib.sha256(f"nnmark-subset/1|{tree.commitment}|{suspect_identity}".encode())
+                              .digest()[:8], "big")
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+        chosen = order[:count].sort().values
+        tensors = {name: (tensor[chosen] if name in key.item_tensors else tensor)
                    for name, tensor in key.tensors.items()}
-        params = {**key.params, "subset": {"count": count, "of": total, "seed": seed,
-                                           "indices": chosen.tolist(), "parent_commitment": key.commitment}}
-        return WatermarkKey(key.scheme, key.num_classes, key.input_shape, tensors, params, key.created_at)
+        record = disclosure_record(key.salt, tree, chosen.tolist())
+        params = {**key.params, "subset": {"count": count, "of": total, "suspect_identity": suspect_identity,
+                                           "indices": chosen.tolist(), "parent_commitment": tree.commitment,
+                                           "disclosure": record}}
+        # The revealed part carries no salt: it must not let anyone recompute the other leaves.
+        return WatermarkKey(key.scheme, key.num_classes, key.input_shape, tensors, params, key.created_at,
+                            b"", key.item_tensors)
 
     # Helpers shared by every scheme.
 
@@ -135,12 +199,16 @@ def get_scheme(name: str) -> WatermarkScheme:
     return SCHEMES.get(name)()
 
 
-def resolve_null(null_rate: float | Calibration | None) -> tuple[float, str] | None:
-    if null_rate is None:
-        return None
-    if isinstance(null_rate, Calibration):
-        return null_rate.rate, null_rate.source
-    return float(null_rate), "rate given by the verifier"
+def key_indices(key: WatermarkKey) -> list[int] | None:
+    """The items of the full key that a subset key holds (None for a whole key)."""
+    subset = key.params.get("subset")
+    return list(subset["indices"]) if isinstance(subset, dict) else None
+
+
+def key_commitment(key: WatermarkKey) -> str:
+    """The commitment of the whole key, also for a disclosed subset of it."""
+    subset = key.params.get("subset")
+    return subset["parent_commitment"] if isinstance(subset, dict) else key.commitment
 
 
 def require_tensor(key: WatermarkKey, name: str, dtype: torch.dtype, ndim: int) -> torch.Tensor:

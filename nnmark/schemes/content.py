@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from nnmark.errors import NNMarkError
-from nnmark.schemes.base import KeygenContext, register_scheme
+from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
 from nnmark.schemes.patterns import parse_color, text_mask
 
@@ -48,3 +48,13 @@ class ContentTriggerSet(OneTargetScheme):
         mask[0, top:top + box_h, left:left + box_w] = text_mask(options.text, box_h, box_w)
         color = parse_color(options.color, channels)
         return sources * (1 - mask) + color * mask, {"mask": mask}
+
+    def restamp(self, key, clean):
+        mask = require_tensor(key, "mask", torch.float32, 3)
+        try:
+            color = parse_color(str(key.params.get("color")), clean.shape[1])
+        except (ValueError, NNMarkError):
+            raise NNMarkError("is not a colour", field="params.color", got=key.params.get("color")) from None
+        if mask.shape[1:] != clean.shape[2:]:
+            raise NNMarkError("mask does not fit the images", field="mask")
+        return clean * (1 - mask) + color * mask

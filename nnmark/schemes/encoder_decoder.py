@@ -10,7 +10,7 @@ Two ways into a model: ``nnmark.encdec.usecases.implant`` + ``train_injection`` 
 decode&inject, only w trained (``implant_watermark`` below); or, through the generic trainer,
 this scheme's hooks, which mix E-marked images with the target label into training.
 Verification is that of the one-target trigger sets: marked images sent to the target, against
-the suspect's own rate on their unmarked originals (clean counterparts).
+a null measured on control models made without the key.
 """
 from __future__ import annotations
 
@@ -83,16 +83,18 @@ class EncoderDecoderScheme(OneTargetScheme):
     summary = "a learned invisible mark read by a tiny implanted decoder (Fatty and Skinny, seed 003)"
     KeygenOptions = EncoderDecoderOptions
 
-    def keygen(self, context: KeygenContext, options: EncoderDecoderOptions) -> WatermarkKey:
+    _trained: tuple | None = None  # the networks keygen_screened trains once for all candidate targets
+
+    def train_networks(self, context: KeygenContext, options: EncoderDecoderOptions) -> tuple:
         dataset = context.dataset
         channels = context.input_shape[0]
         content = content_loss(options, context)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(context.seed)
+            torch.manual_seed(context.seed % 2**63)
             encoder = Encoder(channels, options.blocks, options.width)
             decoder = Decoder(channels, options.decoder_size)
         history = train_jointly(encoder, decoder, dataset.train_x, content,
-                                JointConfig(epochs=options.epochs, gamma=options.gamma, seed=context.seed),
+                                JointConfig(epochs=options.epochs, gamma=options.gamma, seed=context.seed % 2**63),
                                 progress=context.progress)
         with torch.no_grad():
             held_out = dataset.test_x
@@ -100,16 +102,32 @@ class EncoderDecoderScheme(OneTargetScheme):
             quality = {**decoding_success(lambda x: decoder(x) > 0, held_out, marked), **image_damage(marked, held_out),
                        "encoder_parameters": parameter_count(encoder), "decoder_parameters": parameter_count(decoder),
                        "content_loss": content.name, "train_seconds": round(history.seconds, 1)}
+        return encoder, decoder, quality
+
+    def keygen(self, context: KeygenContext, options: EncoderDecoderOptions) -> WatermarkKey:
+        encoder, decoder, quality = self._trained or self.train_networks(context, options)
         self._encoder = encoder  # make_triggers marks the chosen training images with it
         key = super().keygen(context, options)
-        key.params["quality"] = quality
+        key.params["quality"] = dict(quality)
         key.tensors.update({f"encoder.{k}": v.detach().clone() for k, v in encoder.state_dict().items()})
         key.tensors.update({f"decoder.{k}": v.detach().clone() for k, v in decoder.state_dict().items()})
         return key
 
+    def keygen_screened(self, context, options, models):
+        self._trained = self.train_networks(context, options)
+        try:
+            return super().keygen_screened(context, options, models)
+        finally:
+            self._trained = None
+
     def make_triggers(self, sources, context, options, generator):
         with torch.no_grad():
             return self._encoder(sources), {}
+
+    def restamp(self, key, clean):
+        encoder, _ = networks_from_key(key)
+        with torch.no_grad():
+            return encoder(clean)
 
 
 def implant_watermark(host: Classifier, host_spec: ModelSpec, key: WatermarkKey, images: torch.Tensor,

@@ -1,13 +1,21 @@
-"""Watermark keys on disk: ``key.safetensors`` (secret tensors) + ``key.json`` (metadata and a
-SHA-256 commitment over both).
+"""Watermark keys on disk: ``key.safetensors`` (secret tensors) + ``key.json`` (metadata, the salt
+and the commitment).
 
-The commitment is what an owner publishes or timestamps before a dispute: it binds the key
-material without revealing it, and a key that no longer matches its commitment is refused.
+The commitment is what an owner publishes or timestamps before a dispute. It is salted with 256
+random bits kept in the key, so it hides the key (no one can find the key by trying seeds
+against it), and it is the root of a Merkle tree over the key items, so it binds them one by one:
+a subset revealed later is checked against it alone (:mod:`nnmark.schemes.commitment`). A key
+that no longer matches its commitment is refused.
+
+Keys written by nnmark 0.1 (``nnmark-key/1``) still load: their commitment is the old unsalted
+hash, which can be inverted by trying seeds when the seed was small, and a key loaded from that
+format says so in ``legacy_warning``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +28,25 @@ from safetensors.torch import load_file, save_file
 from nnmark import __version__
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, read_json, require_field, write_json
+from nnmark.schemes.commitment import SALT_BYTES, KeyTree, build_tree, tensor_bytes
 
 TENSORS_FILE = "key.safetensors"
 META_FILE = "key.json"
 COMMITMENT_FILE = "commitment.txt"
-FORMAT = "nnmark-key/1"
-COMMITMENT_DOMAIN = b"nnmark-key-commitment/1\n"
+FORMAT = "nnmark-key/2"
+LEGACY_FORMAT = "nnmark-key/1"
+LEGACY_DOMAIN = b"nnmark-key-commitment/1\n"
+LEGACY_WARNING = ("this key was written by nnmark 0.1 (nnmark-key/1): its commitment is unsalted, so "
+                  "anyone holding the commitment can recover a key made from a small seed by trying "
+                  "seeds; make a new key for new models")
+
+
+def _item_tensors_of(scheme: str, tensors: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    from nnmark.schemes.base import SCHEMES  # the scheme declares which tensors hold one row per item
+
+    if scheme not in SCHEMES.names():
+        return ()
+    return tuple(name for name in SCHEMES.get(scheme).item_tensors if name in tensors)
 
 
 @dataclass
@@ -36,23 +57,47 @@ class WatermarkKey:
     tensors: dict[str, torch.Tensor]
     params: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    salt: bytes = field(default_factory=lambda: secrets.token_bytes(SALT_BYTES))
+    item_tensors: tuple[str, ...] | None = None  # None: the scheme's declared item tensors
+
+    def __post_init__(self) -> None:
+        if self.item_tensors is None:
+            self.item_tensors = _item_tensors_of(self.scheme, self.tensors)
+
+    @property
+    def legacy(self) -> bool:
+        return not self.salt
+
+    @property
+    def legacy_warning(self) -> str | None:
+        return LEGACY_WARNING if self.legacy else None
+
+    @property
+    def item_count(self) -> int:
+        return len(self.tensors[self.item_tensors[0]]) if self.item_tensors else 0
 
     def public_metadata(self) -> dict[str, Any]:
         return {"scheme": self.scheme, "num_classes": self.num_classes,
                 "input_shape": list(self.input_shape), "params": self.params}
 
+    def tree(self) -> KeyTree:
+        items = {name: self.tensors[name] for name in self.item_tensors}
+        shared = {name: t for name, t in self.tensors.items() if name not in self.item_tensors}
+        metadata = {**self.public_metadata(), "item_tensors": sorted(self.item_tensors)}
+        return build_tree(self.salt, metadata, items, shared)
+
     @property
     def commitment(self) -> str:
-        """SHA-256 over the canonical bytes of the metadata and every tensor (name, dtype, shape,
-        little-endian contents), in name order."""
-        digest = hashlib.sha256(COMMITMENT_DOMAIN)
+        """The published digest (see the module docstring); the creation time is not part of it."""
+        if self.legacy:
+            return self._legacy_commitment()
+        return self.tree().commitment
+
+    def _legacy_commitment(self) -> str:
+        digest = hashlib.sha256(LEGACY_DOMAIN)
         digest.update(json.dumps(self.public_metadata(), sort_keys=True, separators=(",", ":")).encode())
         for name in sorted(self.tensors):
-            tensor = self.tensors[name].detach().to("cpu").contiguous()
-            header = {"name": name, "dtype": str(tensor.dtype), "shape": list(tensor.shape)}
-            digest.update(b"\n" + json.dumps(header, sort_keys=True).encode() + b"\n")
-            # Raw memory is little-endian on every platform PyTorch ships for.
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(tensor_bytes(name, self.tensors[name]))
         return digest.hexdigest()
 
 
@@ -61,13 +106,17 @@ def save_key(key: WatermarkKey, path: str | Path, force: bool = False) -> Path:
     with atomic_directory(path, force) as staging:
         save_file({k: v.detach().cpu().contiguous() for k, v in key.tensors.items()},
                   str(staging / TENSORS_FILE))
-        write_json(staging / META_FILE, {
-            "format": FORMAT,
+        meta: dict[str, Any] = {
+            "format": LEGACY_FORMAT if key.legacy else FORMAT,
             "nnmark_version": __version__,
             "created_at": key.created_at,
             "commitment": key.commitment,
             **key.public_metadata(),
-        })
+        }
+        if not key.legacy:
+            meta["salt"] = key.salt.hex()
+            meta["item_tensors"] = list(key.item_tensors)
+        write_json(staging / META_FILE, meta)
         (staging / COMMITMENT_FILE).write_text(key.commitment + "\n")
     return path
 
@@ -80,17 +129,34 @@ def load_key(path: str | Path, check_commitment: bool = True) -> WatermarkKey:
                           expected=f"a directory holding {TENSORS_FILE} and {META_FILE}")
     meta_path = path / META_FILE
     data = read_json(meta_path, "key")
-    if data.get("format") != FORMAT:
+    version = data.get("format")
+    if version not in (FORMAT, LEGACY_FORMAT):
         raise NNMarkError("is not an nnmark key", path=meta_path, field="format",
-                          expected=repr(FORMAT), got=data.get("format"))
+                          expected=repr(FORMAT), got=version)
     scheme = require_field(data, "scheme", str, meta_path, "a scheme name")
     num_classes = require_field(data, "num_classes", int, meta_path, "a class count")
     shape = require_field(data, "input_shape", list, meta_path, "[C, H, W]")
     params = require_field(data, "params", dict, meta_path, "an object")
     recorded = require_field(data, "commitment", str, meta_path, "a SHA-256 hex digest")
-    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+    if num_classes < 2:
+        raise NNMarkError("must be at least 2", path=meta_path, field="num_classes", got=num_classes)
+    if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
         raise NNMarkError("must be three positive integers", path=meta_path, field="input_shape",
                           expected="[C, H, W]", got=shape)
+    salt, item_tensors = b"", None
+    if version == FORMAT:
+        salt_hex = require_field(data, "salt", str, meta_path, f"{2 * SALT_BYTES} hex digits")
+        try:
+            salt = bytes.fromhex(salt_hex)
+        except ValueError:
+            salt = b""
+        if len(salt) != SALT_BYTES:
+            raise NNMarkError("is not a 256-bit salt", path=meta_path, field="salt",
+                              expected=f"{2 * SALT_BYTES} hex digits", got=salt_hex[:80])
+        names = require_field(data, "item_tensors", list, meta_path, "a list of tensor names")
+        if not all(isinstance(n, str) for n in names):
+            raise NNMarkError("must list tensor names", path=meta_path, field="item_tensors", got=names)
+        item_tensors = tuple(names)
     tensors_path = path / TENSORS_FILE
     if not tensors_path.is_file():
         raise NNMarkError("key material file is missing", path=tensors_path)
@@ -98,8 +164,14 @@ def load_key(path: str | Path, check_commitment: bool = True) -> WatermarkKey:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise NNMarkError(f"is not a readable safetensors file ({exc})", path=tensors_path) from None
+    if item_tensors is not None:
+        missing = [n for n in item_tensors if n not in tensors]
+        rows = {len(tensors[n]) if tensors[n].ndim else -1 for n in item_tensors if n in tensors}
+        if missing or len(rows) > 1 or -1 in rows:
+            raise NNMarkError("item tensors are missing or differ in length", path=tensors_path,
+                              field="item_tensors", expected=f"tensors {list(item_tensors)} with one row per item")
     key = WatermarkKey(scheme, num_classes, tuple(shape), tensors, params,
-                       data.get("created_at", "unknown"))
+                       str(data.get("created_at", "unknown")), salt, item_tensors)
     if check_commitment and key.commitment != recorded:
         raise NNMarkError(
             "key material does not match its commitment: the key was altered after it was "

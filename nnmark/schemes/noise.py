@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nnmark.schemes.base import KeygenContext, register_scheme
+from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
 
 
@@ -28,3 +28,6 @@ class NoiseTriggerSet(OneTargetScheme):
     def make_triggers(self, sources, context: KeygenContext, options: NoiseOptions, generator):
         pattern = torch.randn(context.input_shape, generator=generator) * options.strength
         return sources + pattern, {"pattern": pattern}
+
+    def restamp(self, key, clean):
+        return clean + require_tensor(key, "pattern", torch.float32, 3)

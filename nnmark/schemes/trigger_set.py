@@ -1,18 +1,20 @@
 """What every trigger-set (backdoor) watermark shares: the key is a set of inputs with secret
 labels, embedding mixes them into training batches, verification counts how many of them the
-suspect labels as the key says and tests that count against chance."""
+suspect labels as the key says and tests that count against the scheme's null."""
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from nnmark.errors import NNMarkError
-from nnmark.schemes.base import WatermarkScheme, require_tensor, resolve_null
+from nnmark.schemes.base import WatermarkScheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import MixInSamples, TrainingHook
-from nnmark.verification.stats import Calibration, Verdict, binomial_verdict, upper_rate
+from nnmark.verification.nulls import ControlNull
+from nnmark.verification.stats import Verdict, binomial_verdict
 from nnmark.verification.suspects import Suspect
 
 
@@ -29,10 +31,26 @@ class TriggerEmbedOptions:
 class TriggerEvidence:
     predictions: torch.Tensor
     labels: torch.Tensor
+    probe_predictions: torch.Tensor | None = None
 
     @property
     def matches(self) -> int:
         return int((self.predictions == self.labels).sum())
+
+
+def check_images(images: torch.Tensor, name: str) -> None:
+    """Images a verifier will send: finite, inside [0, 1], none a duplicate or a flat field."""
+    if not bool(torch.isfinite(images).all()):
+        raise NNMarkError("holds NaN or infinite values", field=name, expected="finite pixel values")
+    if images.min() < 0 or images.max() > 1:
+        raise NNMarkError("has pixels outside the input range", field=name, expected="values in [0, 1]",
+                          got=f"[{float(images.min()):.3g}, {float(images.max()):.3g}]")
+    flat = images.flatten(1)
+    if len(flat) and bool((flat.amax(1) == flat.amin(1)).any()):
+        raise NNMarkError("holds a constant image, which carries no mark", field=name)
+    if len(torch.unique(flat, dim=0)) != len(flat):
+        raise NNMarkError("holds duplicated images: items must be distinct for the count to be a "
+                          "sum of separate trials", field=name)
 
 
 class TriggerSetScheme(WatermarkScheme):
@@ -50,56 +68,73 @@ class TriggerSetScheme(WatermarkScheme):
         if len(inputs) != len(labels) or tuple(inputs.shape[1:]) != tuple(key.input_shape):
             raise NNMarkError("trigger inputs and labels do not agree with the key metadata",
                               field="inputs", expected=f"N x {list(key.input_shape)} with N labels")
-        if labels.min() < 0 or labels.max() >= key.num_classes:
+        if len(labels) and (labels.min() < 0 or labels.max() >= key.num_classes):
             raise NNMarkError("trigger labels out of range", field="labels",
                               expected=f"0..{key.num_classes - 1}")
         return inputs, labels
 
+    def probes(self, key: WatermarkKey) -> torch.Tensor | None:
+        """Ordinary inputs sent among the triggers (none for this scheme)."""
+        return None
+
+    def validate_key(self, key: WatermarkKey) -> None:
+        super().validate_key(key)
+        inputs, _ = self.triggers(key)
+        check_images(inputs, "inputs")
+
+    def query_count(self, key: WatermarkKey) -> int:
+        probes = self.probes(key)
+        return len(self.triggers(key)[1]) + (0 if probes is None else len(probes))
+
     def hooks(self, key: WatermarkKey, options: Any, seed: int = 0) -> list[TrainingHook]:
+        self.check_key(key)
         inputs, labels = self.triggers(key)
         return [MixInSamples(inputs, labels, per_batch=options.per_batch, seed=seed)]
 
     def extract(self, suspect: Suspect, key: WatermarkKey) -> TriggerEvidence:
+        """Query triggers and probes in one batch, in an order the suspect cannot predict, so it
+        cannot tell which answers will be counted."""
         inputs, labels = self.triggers(key)
-        predictions = suspect.predict(inputs).to("cpu").long()
-        if predictions.shape != labels.shape:
-            raise NNMarkError(f"suspect '{suspect.description}' returned {tuple(predictions.shape)} "
-                              f"labels for {len(labels)} queries", expected=f"shape ({len(labels)},)")
-        return TriggerEvidence(predictions, labels)
+        probes = self.probes(key)
+        queries = inputs if probes is None else torch.cat([inputs, probes])
+        order = torch.randperm(len(queries), generator=torch.Generator().manual_seed(secrets.randbits(63)))
+        answers = suspect.predict(queries[order])
+        answers = torch.as_tensor(answers).to("cpu")
+        if answers.shape != (len(queries),):
+            raise NNMarkError(f"suspect '{suspect.description}' returned {tuple(answers.shape)} "
+                              f"labels for {len(queries)} queries", expected=f"shape ({len(queries)},)")
+        if answers.is_floating_point() and not bool(torch.isfinite(answers).all()):
+            raise NNMarkError(f"suspect '{suspect.description}' answered NaN: its output cannot be read as labels")
+        answers = answers.long()
+        unshuffled = torch.empty_like(answers)
+        unshuffled[order] = answers
+        return TriggerEvidence(unshuffled[:len(inputs)], labels,
+                               None if probes is None else unshuffled[len(inputs):])
 
-    def null_for(self, suspect: Suspect, key: WatermarkKey) -> tuple[float, str, dict[str, Any]]:
-        """The scheme's own null rate when the verifier gives none: for labels drawn uniformly,
-        the agreement of any model made without the key is 1/K."""
-        return 1.0 / key.num_classes, f"chance 1/K = 1/{key.num_classes} (labels drawn uniformly)", {}
+    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
+        evidence = self.extract(suspect, key)
+        return (evidence.predictions == evidence.labels).int(), {"evidence": evidence}
 
     def statistic(self, key: WatermarkKey) -> str:
         return "trigger-set agreement"
 
-    def calibrate(self, key: WatermarkKey, controls: list[Suspect]) -> Calibration:
-        """Pool the controls' agreement with the key; the null is its 99.9% upper bound, at least 1/K."""
-        if not controls:
-            raise NNMarkError("calibration needs at least one control model")
-        hits = total = 0
-        for control in controls:
-            evidence = self.extract(control, key)
-            hits, total = hits + evidence.matches, total + len(evidence.labels)
-        rate = upper_rate(hits, total, floor=1.0 / key.num_classes)
-        source = (f"control models: {len(controls)} made without the key agreed on {hits}/{total}; "
-                  f"null = 99.9% upper bound, at least 1/K")
-        return Calibration(rate, source, {"controls": len(controls), "hits": hits, "total": total})
+    def exact_null_rate(self, key: WatermarkKey) -> float:
+        return 1.0 / key.num_classes
 
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null_rate: float | Calibration | None = None) -> Verdict:
+               null: ControlNull | None = None, tests: int = 1) -> Verdict:
+        """Labels drawn uniformly and independently of the images: any model made without the key
+        agrees with each with probability exactly 1/K, independently of the others."""
+        if null is not None:
+            raise NNMarkError(f"scheme '{self.name}' has an exact null; control models do not apply",
+                              field="--null")
+        self.check_key(key)
         evidence = self.extract(suspect, key)
-        extra: dict[str, Any] = {}
-        given = resolve_null(null_rate)
-        if given is None:
-            rate, source, extra = self.null_for(suspect, key)
-        else:
-            rate, source = given
         return binomial_verdict(
             scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
-            total=len(evidence.labels), null_rate=rate, null_source=source, alpha=alpha,
+            total=len(evidence.labels), null_rate=self.exact_null_rate(key),
+            null_source=f"exact: chance 1/K = 1/{key.num_classes} (labels drawn uniformly, independent of the images)",
+            alpha=alpha, tests=tests,
             details={"queries": suspect.queries, "suspect": suspect.description,
-                     "predictions": evidence.predictions.tolist(), **extra},
+                     "predictions": evidence.predictions.tolist()},
         )

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nnmark.schemes.base import KeygenContext, register_scheme
+from nnmark.errors import NNMarkError
+from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
 
 CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
@@ -47,3 +48,12 @@ class TrojanTriggerSet(OneTargetScheme):
         side = max(2, round(options.patch * min(height, width)))
         patch = (torch.rand(channels, side, side, generator=generator) > 0.5).float()
         return stamp_patch(sources, patch, options.corner), {"patch": patch}
+
+    def restamp(self, key, clean):
+        corner = key.params.get("corner")
+        if corner not in CORNERS:
+            raise NNMarkError("names no corner", field="params.corner", expected=" or ".join(CORNERS), got=corner)
+        patch = require_tensor(key, "patch", torch.float32, 3)
+        if patch.shape[0] != clean.shape[1] or patch.shape[1] > clean.shape[2] or patch.shape[2] > clean.shape[3]:
+            raise NNMarkError("patch does not fit the images", field="patch")
+        return stamp_patch(clean, patch, corner)

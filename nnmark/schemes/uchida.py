@@ -9,7 +9,9 @@ works wherever training does: from scratch, fine-tuning, distillation.
 Verification reads the layer (white-box), extracts b̂ = [X·w̄ > 0] and counts matching bits. For
 a model made without the key the projections of its w̄ onto the rows of an independent Gaussian X
 are positive or negative with probability 1/2 each, independently — an exact null of
-Binomial(T, 1/2).
+Binomial(T, 1/2). That rests on X being random and independent of the suspect: the verifier
+redraws X from the key's seed and refuses a key whose X (or seed-drawn bits) differ, and a
+projection of exactly zero (a zeroed layer) counts as a mismatch rather than as bit 0.
 """
 from __future__ import annotations
 
@@ -26,13 +28,14 @@ from nnmark.models.store import create_model
 from nnmark.schemes.base import (
     KeygenContext,
     WatermarkScheme,
+    key_indices,
     register_scheme,
     require_tensor,
-    resolve_null,
 )
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import TrainingHook
-from nnmark.verification.stats import Calibration, Verdict, binomial_verdict
+from nnmark.verification.nulls import ControlNull
+from nnmark.verification.stats import Verdict, binomial_verdict
 from nnmark.verification.suspects import Suspect
 
 
@@ -134,12 +137,9 @@ class UchidaSignature(WatermarkScheme):
                               expected=", ".join(n for n, _ in conv_weights(model)))
         weight_shape = list(named[layer].shape)
         length = named[layer][0].numel()
-        generator = torch.Generator().manual_seed(context.seed)
-        projection = torch.randn(options.bits, length, generator=generator)
+        projection, bits = draw(options.bits, length, context.seed)
         if options.message:
             bits = message_bits(options.message, options.bits)
-        else:
-            bits = torch.randint(0, 2, (options.bits,), generator=generator).float()
         params = {"bits": options.bits, "layer": layer, "weight_shape": weight_shape,
                   "architecture": spec.architecture, "seed": context.seed,
                   "bits_from": "message" if options.message else "seed"}
@@ -157,6 +157,34 @@ class UchidaSignature(WatermarkScheme):
             raise NNMarkError("projection rows and bit count differ", field="projection")
         return projection, bits
 
+    def validate_key(self, key: WatermarkKey) -> None:
+        super().validate_key(key)
+        projection, bits = self._tensors(key)
+        if not bool(((bits == 0) | (bits == 1)).all()):
+            raise NNMarkError("signature bits must be 0 or 1", field="bits")
+        shape, seed, count = key.params.get("weight_shape"), key.params.get("seed"), key.params.get("bits")
+        if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(v, int) and v > 0 for v in shape)
+                or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0
+                or not isinstance(count, int) or count < 1):
+            raise NNMarkError("a uchida key records its layer shape, seed and bit count",
+                              field="params.weight_shape/seed/bits", got=[shape, seed, count])
+        expected_projection, expected_bits = draw(count, shape[1] * shape[2] * shape[3], seed)
+        indices = key_indices(key)
+        if indices is not None:
+            expected_projection, expected_bits = expected_projection[indices], expected_bits[indices]
+        if projection.shape != expected_projection.shape or not torch.equal(projection, expected_projection):
+            raise NNMarkError("the projection matrix is not the one drawn from the key's seed: a matrix "
+                              "chosen by hand could read any signature out of any model", field="projection")
+        if key.params.get("bits_from") == "seed" and not torch.equal(bits, expected_bits):
+            raise NNMarkError("signature bits are not the ones drawn from the key's seed", field="bits")
+
+    def exact_null_rate(self, key: WatermarkKey) -> float:
+        return 0.5
+
+    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
+        evidence = self.extract(suspect, key)
+        return evidence["hits"], evidence
+
     def extract(self, suspect: Suspect, key: WatermarkKey) -> dict[str, Any]:
         module = suspect.module
         if module is None:
@@ -165,18 +193,33 @@ class UchidaSignature(WatermarkScheme):
         projection, bits = self._tensors(key)
         weight, name, matched_by = find_weight(module, key)
         with torch.no_grad():
-            decoded = (projection @ averaged_weight(weight.detach().cpu()) > 0).float()
-        return {"decoded": decoded, "bits": bits, "layer": name, "matched_by": matched_by}
+            values = weight.detach().cpu()
+            if not bool(torch.isfinite(values).all()):
+                raise NNMarkError(f"the suspect's layer '{name}' holds NaN or infinite weights", field="layer")
+            projected = projection @ averaged_weight(values)
+        hits = ((projected > 0) & (bits == 1)) | ((projected < 0) & (bits == 0))
+        return {"decoded": (projected > 0).float(), "bits": bits, "hits": hits.int(),
+                "ties": int((projected == 0).sum()), "layer": name, "matched_by": matched_by}
 
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null_rate: float | Calibration | None = None) -> Verdict:
+               null: ControlNull | None = None, tests: int = 1) -> Verdict:
+        if null is not None:
+            raise NNMarkError(f"scheme '{self.name}' has an exact null; control models do not apply",
+                              field="--null")
+        self.check_key(key)
         evidence = self.extract(suspect, key)
-        matches = int((evidence["decoded"] == evidence["bits"]).sum())
+        matches = int(evidence["hits"].sum())
         total = len(evidence["bits"])
-        rate, source = resolve_null(null_rate) or (
-            0.5, "exact: signs of projections onto an independent Gaussian matrix are fair coins")
         return binomial_verdict(
             scheme=self.name, statistic="signature bits recovered", matches=matches, total=total,
-            null_rate=rate, null_source=source, alpha=alpha,
-            details={"bit_error_rate": 1 - matches / total, "layer": evidence["layer"],
+            null_rate=self.exact_null_rate(key), null_source="exact: signs of projections onto an independent Gaussian matrix are fair coins",
+            alpha=alpha, tests=tests,
+            details={"bit_error_rate": 1 - matches / total, "layer": evidence["layer"], "zero_projections": evidence["ties"],
                      "layer_matched_by": evidence["matched_by"], "suspect": suspect.description})
+
+
+def draw(bits: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The projection matrix X (bits x length, standard normal) and random bits, from ``seed``."""
+    generator = torch.Generator().manual_seed(seed % 2**64)
+    projection = torch.randn(bits, length, generator=generator)
+    return projection, torch.randint(0, 2, (bits,), generator=generator).float()

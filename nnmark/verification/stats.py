@@ -1,4 +1,14 @@
-"""Decisions with their statistic, p-value and the false-positive rate of the rule that made them."""
+"""Decisions with their statistic, p-value and decision rule, under one of two kinds of null.
+
+* **exact**: the count of matching key items follows a known binomial under the null (random
+  labels, signs of random projections). The decision rule's false-positive rate is computed
+  exactly and printed.
+* **estimated**: no model-free null exists (one-target trigger sets), so the null is measured on
+  control models made without the key, with the *model* as the unit. Up to 1/(N+1) for N
+  controls the p-value is a rank (conformal) p-value, exact when the suspect is exchangeable with
+  the controls; below that it is an extrapolation from a fitted distribution of the controls'
+  agreement, and the verdict says so instead of printing an exact-looking error rate.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -7,34 +17,47 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+EXACT, ESTIMATED = "exact", "estimated"
+
+# The spread of independent models' log-odds of agreement is floored at this many log-odds
+# units: a handful of controls that happen to agree alike must not make the null look narrow.
+# Chosen with the simulations in tests/verification/test_control_null.py (over-dispersed and
+# heavy-tailed mixtures of models) and checked against models trained outside nnmark.
+MIN_LOGIT_SPREAD = 1.0
+
 
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of testing one suspect against one key.
 
-    Under the null hypothesis (the suspect was made without the key) ``matches`` follows
-    Binomial(``total``, ``null_rate``). ``p_value`` is P(X ≥ matches); the suspect is ``owned``
-    when ``p_value`` ≤ ``alpha``, i.e. when ``matches`` ≥ ``threshold``, and that rule wrongly
-    accuses an independent model with probability ``false_positive_rate`` (≤ ``alpha``).
+    ``owned`` is ``p_value <= alpha / tests``: ``tests`` > 1 is a Bonferroni correction for a
+    family of tests (several keys or suspects), so the family-wise error stays at most ``alpha``.
+    ``threshold`` is the smallest match count that would have been judged owned.
+
+    For an exact null ``false_positive_rate`` is the rule's exact rate (at most alpha/tests);
+    for an estimated null it is ``None`` and ``guarantee`` says what the rate rests on.
     """
 
     scheme: str
     statistic: str
     matches: int
     total: int
-    null_rate: float
+    null_kind: str
     null_source: str
     p_value: float
     alpha: float
     threshold: int
-    false_positive_rate: float
+    false_positive_rate: float | None
     owned: bool
+    decision_rule: str
+    guarantee: str
+    tests: int = 1
+    null_rate: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def decision_rule(self) -> str:
-        return (f"owned iff matches >= {self.threshold} of {self.total} "
-                f"(P[Binomial({self.total}, {self.null_rate:.4g}) >= matches] <= {self.alpha:g})")
+    def alpha_per_test(self) -> float:
+        return self.alpha / self.tests
 
     @property
     def agreement(self) -> float:
@@ -42,25 +65,22 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["decision_rule"] = self.decision_rule
         data["agreement"] = self.agreement
+        data["alpha_per_test"] = self.alpha_per_test
         return data
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """A null agreement rate measured rather than assumed, with a sentence saying how."""
-
-    rate: float
-    source: str
-    observed: dict[str, Any] = field(default_factory=dict)
+def check_test_settings(alpha: float, tests: int) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
+    if tests < 1:
+        raise ValueError("tests must be at least 1")
 
 
-def upper_rate(hits: int, total: int, floor: float = 0.0, confidence: float = 0.999) -> float:
-    """A conservative null rate: the exact (Clopper–Pearson) upper confidence bound of
-    hits/total, and at least ``floor``."""
-    bound = stats.binomtest(hits, total).proportion_ci(confidence_level=confidence, method="exact").high
-    return float(min(max(bound, floor), 1 - 1e-9))
+def clopper_pearson(hits: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided confidence interval of a binomial proportion."""
+    interval = stats.binomtest(hits, total).proportion_ci(confidence_level=confidence, method="exact")
+    return float(interval.low), float(interval.high)
 
 
 def binomial_tail(matches: int, total: int, rate: float) -> float:
@@ -81,14 +101,90 @@ def decision_threshold(total: int, rate: float, alpha: float) -> tuple[int, floa
 
 
 def binomial_verdict(*, scheme: str, statistic: str, matches: int, total: int, null_rate: float,
-                     null_source: str, alpha: float, details: dict[str, Any] | None = None) -> Verdict:
-    if not 0 < alpha < 1:
-        raise ValueError("alpha must be in (0, 1)")
+                     null_source: str, alpha: float, tests: int = 1,
+                     details: dict[str, Any] | None = None) -> Verdict:
+    """A verdict under an exact null: ``matches`` ~ Binomial(``total``, ``null_rate``)."""
+    check_test_settings(alpha, tests)
     if not 0 < null_rate < 1:
         raise ValueError("null_rate must be in (0, 1)")
     if not 0 <= matches <= total or total < 1:
         raise ValueError("need 0 <= matches <= total and total >= 1")
+    level = alpha / tests
     p_value = binomial_tail(matches, total, null_rate)
-    threshold, fpr = decision_threshold(total, null_rate, alpha)
-    return Verdict(scheme, statistic, matches, total, null_rate, null_source, p_value, alpha,
-                   threshold, fpr, p_value <= alpha, dict(details or {}))
+    threshold, fpr = decision_threshold(total, null_rate, level)
+    rule = (f"owned iff matches >= {threshold} of {total} "
+            f"(P[Binomial({total}, {null_rate:.4g}) >= matches] <= {level:.3g})")
+    guarantee = (f"exact: a model made without the key is judged owned with probability {fpr:.3g}"
+                 + (f" per test; at most {alpha:g} over the {tests} tests together" if tests > 1 else ""))
+    return Verdict(scheme, statistic, matches, total, EXACT, null_source, p_value, alpha, threshold,
+                   fpr, p_value <= level, rule, guarantee, tests, null_rate, dict(details or {}))
+
+
+def _log_odds(counts: np.ndarray | int, total: int) -> np.ndarray:
+    counts = np.asarray(counts, dtype=float)
+    return np.log((counts + 0.5) / (total - counts + 0.5))
+
+
+def control_p_value(control_counts: list[int] | np.ndarray, matches: int, total: int) -> dict[str, float]:
+    """The p-value of ``matches`` of ``total`` against N control models' counts on the same items.
+
+    ``rank``: (1 + #controls with at least as many matches) / (N + 1) — exact (never below
+    1/(N+1)) when the suspect and the controls are exchangeable. ``model``: the upper tail of a
+    Student-t prediction for one more model's log-odds of agreement, from the controls' mean and
+    spread — what extrapolates below 1/(N+1). The spread is at least ``MIN_LOGIT_SPREAD``, and at
+    least what makes the fitted tail at the most agreeing control equal its rank, 1/(N+1).
+    ``p_value`` is the rank p-value while the suspect is inside the controls' range, else the
+    smaller of 1/(N+1) and the model p-value.
+    """
+    counts = np.asarray(control_counts, dtype=float)
+    size = len(counts)
+    if size < 2:
+        raise ValueError("need at least two control models")
+    rank = (1 + int(np.sum(counts >= matches))) / (size + 1)
+    logits = _log_odds(counts, total)
+    widen = np.sqrt(1 + 1 / size)  # the prediction of one more model, not of the mean
+    spread = max(float(logits.std(ddof=1)), MIN_LOGIT_SPREAD,
+                 # the fitted tail may not call the most agreeing control rarer than its rank, 1/(N+1),
+                 # says: one control far above the rest (a skewed population) widens the fit
+                 float(logits.max() - logits.mean()) / (float(stats.t.isf(1 / (size + 1), size - 1)) * widen))
+    score = (float(_log_odds(matches, total)) - float(logits.mean())) / (spread * widen)
+    model = float(stats.t.sf(score, size - 1))
+    p_value = rank if rank > 1 / (size + 1) else min(model, 1 / (size + 1))
+    return {"p_value": p_value, "rank_p_value": rank, "model_p_value": model,
+            "mean_log_odds": float(logits.mean()), "spread_log_odds": spread}
+
+
+def control_verdict(*, scheme: str, statistic: str, matches: int, total: int,
+                    control_counts: list[int] | np.ndarray, null_source: str, alpha: float,
+                    tests: int = 1, details: dict[str, Any] | None = None,
+                    refusal: str | None = None) -> Verdict:
+    """A verdict under a null estimated on control models. ``refusal`` (a sentence) forces
+    "not owned" whatever the p-value, e.g. for a suspect whose answers are not specific."""
+    check_test_settings(alpha, tests)
+    counts = np.asarray(control_counts, dtype=int)
+    if not 0 <= matches <= total or total < 1:
+        raise ValueError("need 0 <= matches <= total and total >= 1")
+    level = alpha / tests
+    result = control_p_value(counts, matches, total)
+    threshold = next((k for k in range(total + 1)
+                      if control_p_value(counts, k, total)["p_value"] <= level), total + 1)
+    size = len(counts)
+    floor = 1 / (size + 1)
+    rule = (f"owned iff matches >= {threshold} of {total} (p <= {level:.3g} against {size} control models"
+            f" that agreed on {int(counts.min())}-{int(counts.max())} of {total})")
+    if level >= floor:
+        guarantee = (f"estimated, distribution-free: exact at {level:.3g} when the suspect is like the "
+                     f"{size} controls (exchangeable)")
+    else:
+        guarantee = (f"ESTIMATED, NOT EXACT: {size} control models can support error rates only down to "
+                     f"1/(N+1) = {floor:.3g} without assumptions; p-values below that extrapolate a "
+                     "t-distribution fitted to the controls' log-odds of agreement, and hold only as far "
+                     "as independent models resemble those controls")
+    owned = result["p_value"] <= level and refusal is None
+    extra = {**(details or {}), **{k: v for k, v in result.items() if k != "p_value"},
+             "control_counts": counts.tolist()}
+    if refusal is not None:
+        extra["refused"] = refusal
+    mean_rate = float(counts.mean() / total)
+    return Verdict(scheme, statistic, matches, total, ESTIMATED, null_source, result["p_value"], alpha,
+                   threshold, None, owned, rule, guarantee, tests, mean_rate, extra)

@@ -28,8 +28,8 @@ def workspace(tmp_path_factory):
 
 def test_keygen_prints_and_stores_commitment(workspace):
     meta = json.loads((workspace / "key" / "key.json").read_text())
-    assert meta["scheme"] == "adi" and meta["params"] == {"size": 40, "seed": 5}
-    assert len(meta["commitment"]) == 64
+    assert meta["scheme"] == "adi" and meta["params"] == {"size": 40, "seed": 5, "seed_chosen": True}
+    assert len(meta["commitment"]) == 64 and len(meta["salt"]) == 64 and meta["format"] == "nnmark-key/2"
 
 
 def test_verify_json_reports_owned(workspace):
@@ -135,8 +135,25 @@ def test_distill_mode_and_calibration_flags(workspace, tmp_path):
     assert result.exit_code == 0, result.output
     result = invoke("verify", "--model", workspace / "model", "--key", workspace / "key",
                     "--calibrate-with", tmp_path / "student", "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["null_source"].startswith("control models: 1")
-    both = invoke("verify", "--model", workspace / "model", "--key", workspace / "key", "--null-rate", 0.2,
+    assert result.exit_code == 2 and "exact null" in result.output  # adi needs no controls
+    both = invoke("verify", "--model", workspace / "model", "--key", workspace / "key", "--null", tmp_path / "n.json",
                   "--calibrate-with", tmp_path / "student")
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_a_chosen_seed_is_warned_about(tmp_path):
+    result = invoke("keygen", "adi", "--num-classes", 10, "--input-shape", "1,8,8", "--size", 5, "--seed", 7,
+                    "--out", tmp_path / "k")
+    assert result.exit_code == 0 and "only as secret as that seed" in " ".join(result.output.split())
+    quiet = invoke("keygen", "adi", "--num-classes", 10, "--input-shape", "1,8,8", "--size", 5, "--out", tmp_path / "k2")
+    assert quiet.exit_code == 0 and "secret as that seed" not in quiet.output
+
+
+def test_one_target_keygen_screens_and_verify_demands_a_measured_null(workspace, tmp_path):
+    result = invoke("keygen", "trojan", "--data", "digits", "--size", 30, "--probes", 20, "--screen-models", 2,
+                    "--out", tmp_path / "k")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "screening models sent at most" in text and "no exact null" in text
+    refused = invoke("verify", "--model", workspace / "model", "--key", tmp_path / "k")
+    assert refused.exit_code == 2 and "nnmark calibrate" in refused.output

@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nnmark.api import generate_key, train_model, verify_model
+from nnmark.api import generate_key, measure_null, train_model, verify_model
 from nnmark.cli import app
 from nnmark.encdec.metrics import decoding_success, image_damage
 from nnmark.encdec.usecases import RejectOrBypass, implant, train_injection
@@ -45,7 +45,7 @@ def test_decoding_and_damage_meet_the_paper_bar(key, digits):
     assert image_damage(marked, digits.test_x)["psnr"] == pytest.approx(quality["psnr"], rel=1e-4)
 
 
-def test_decode_and_inject_flips_marked_inputs_and_spares_the_host(key, host, digits, tmp_path):
+def test_decode_and_inject_flips_marked_inputs_and_spares_the_host(key, host, digits, tmp_path, nnmark_controls):
     implanted, spec, _ = implant_watermark(host.model, host.spec, key, digits.train_x)
     target = key.params["target"]
     assert evaluate(implanted, digits.test_x, digits.test_y) >= host.test_accuracy - 0.01
@@ -57,12 +57,13 @@ def test_decode_and_inject_flips_marked_inputs_and_spares_the_host(key, host, di
     # only w was trained: the host's own weights are untouched
     assert all(torch.equal(a, b) for a, b in zip(implanted.net.host.parameters(), host.model.net.parameters()))
     # ownership: the implanted model is owned, the host alone is not
-    assert verify_model(implanted, key).owned and not verify_model(host.model, key).owned
+    null = measure_null(key, nnmark_controls)
+    assert verify_model(implanted, key, null=null).owned and not verify_model(host.model, key, null=null).owned
     # and it survives a save/load round trip as an ordinary nnmark model
     save_model(implanted, spec, tmp_path / "implanted")
     save_key(key, tmp_path / "key")
     reloaded = load_model(tmp_path / "implanted").model
-    assert verify_model(reloaded, load_key(tmp_path / "key")).owned
+    assert verify_model(reloaded, load_key(tmp_path / "key"), null=null).owned
 
 
 def test_backdoor_success_for_another_label(key, host, digits):

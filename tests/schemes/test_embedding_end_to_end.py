@@ -1,12 +1,13 @@
-"""Each scheme embedded for real on the embedded digits: the watermarked model is owned at
-p < 1e-6, a control trained the same way without the key is not, and the watermark costs at most
-two points of test accuracy."""
+"""Each scheme embedded for real on the embedded digits: the watermarked model is owned (at
+1e-6 under an exact null, at 1e-4 under one estimated on controls), a control trained the same way without the key is not, and the watermark costs at most
+two points of test accuracy. Schemes without an exact null are judged against the null measured
+on 20 control models of several architectures."""
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from nnmark.api import calibrate_null, generate_key, train_model, verify_model
+from nnmark.api import generate_key, measure_null, train_model, verify_model
 from nnmark.demo import DEMO_ARCHITECTURE, DEMO_CONFIG
 from nnmark.models import LoadedModel, ModelSpec
 from nnmark.schemes import SCHEMES, get_scheme
@@ -24,22 +25,23 @@ def control(digits):
     return train_model(digits, DEMO_CONFIG, architecture=DEMO_ARCHITECTURE)
 
 
-@pytest.fixture(scope="module")
-def calibration_control(digits):
-    """A second model without any key, with another seed, to measure nulls on."""
-    return train_model(digits, replace(DEMO_CONFIG, seed=1), architecture=DEMO_ARCHITECTURE)
-
-
 @pytest.mark.parametrize("name", SCHEMES.names())
-def test_scheme_embeds_and_control_is_not_owned(name, digits, spec, control, calibration_control):
+def test_scheme_embeds_and_control_is_not_owned(name, digits, spec, control, nnmark_controls, screening_models):
     scheme = get_scheme(name)
-    key = generate_key(name, num_classes=10, input_shape=digits.input_shape, seed=11, dataset=digits, model_spec=spec)
+    # the documented workflow: one-target keys take a target keyless models rarely send triggers to
+    key = generate_key(name, num_classes=10, input_shape=digits.input_shape, seed=11, dataset=digits, model_spec=spec,
+                       screen_with=screening_models)
     marked = train_model(digits, DEMO_CONFIG, architecture=DEMO_ARCHITECTURE, key=key,
                          embed_options=scheme.demo_embed_options)
-    null = calibrate_null(key, [calibration_control.model]) if scheme.null_needs_controls else None
-    owned = verify_model(marked.model, key, null_rate=null)
-    judged_control = verify_model(control.model, key, null_rate=null)
-    assert owned.owned and owned.p_value < 1e-6, owned
+    null = measure_null(key, nnmark_controls) if scheme.null_kind == "controls" else None
+    # An estimated null from 20 controls reaches 1e-6 only for some keys (docs/verification.md
+    # measures how often); what every one-target mark must do is beat every control and reach 1e-4.
+    alpha = 1e-6 if scheme.null_kind == "exact" else 1e-4
+    owned = verify_model(marked.model, key, null=null, alpha=alpha)
+    judged_control = verify_model(control.model, key, null=null, alpha=alpha)
+    assert owned.owned, owned
+    if null is not None:
+        assert owned.matches > max(null.counts()) and owned.details["rank_p_value"] == pytest.approx(1 / 21)
     assert not judged_control.owned, judged_control
     assert marked.test_accuracy >= control.test_accuracy - 0.02
 

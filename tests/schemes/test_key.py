@@ -7,9 +7,12 @@ from nnmark.errors import NNMarkError
 from nnmark.schemes import WatermarkKey, load_key, save_key
 
 
+SALT = bytes(range(32))
+
+
 def make_key():
     return WatermarkKey("adi", 10, (1, 4, 4), {"inputs": torch.rand(3, 1, 4, 4),
-                                              "labels": torch.tensor([1, 2, 3])}, {"size": 3})
+                                              "labels": torch.tensor([1, 2, 3])}, {"size": 3}, salt=SALT)
 
 
 def test_round_trip_keeps_commitment(tmp_path):
@@ -25,12 +28,17 @@ def test_commitment_binds_every_part():
     key = make_key()
     base = key.commitment
     assert len(base) == 64
-    changed_label = WatermarkKey(key.scheme, 10, key.input_shape, {**key.tensors, "labels": torch.tensor([1, 2, 4])}, key.params)
-    changed_meta = WatermarkKey(key.scheme, 11, key.input_shape, key.tensors, key.params)
-    changed_dtype = WatermarkKey(key.scheme, 10, key.input_shape, {**key.tensors, "labels": key.tensors["labels"].int()}, key.params)
-    assert len({base, changed_label.commitment, changed_meta.commitment, changed_dtype.commitment}) == 4
-    # the creation time is not key material: the same key made twice commits the same
-    assert WatermarkKey(key.scheme, 10, key.input_shape, key.tensors, key.params, created_at="x").commitment == base
+    changed_label = WatermarkKey(key.scheme, 10, key.input_shape, {**key.tensors, "labels": torch.tensor([1, 2, 4])},
+                                 key.params, salt=SALT)
+    changed_meta = WatermarkKey(key.scheme, 11, key.input_shape, key.tensors, key.params, salt=SALT)
+    changed_dtype = WatermarkKey(key.scheme, 10, key.input_shape, {**key.tensors, "labels": key.tensors["labels"].int()},
+                                 key.params, salt=SALT)
+    fresh_salt = WatermarkKey(key.scheme, 10, key.input_shape, key.tensors, key.params)
+    assert len({base, changed_label.commitment, changed_meta.commitment, changed_dtype.commitment,
+                fresh_salt.commitment}) == 5
+    # the creation time is not key material: the same key (same salt) made twice commits the same
+    assert WatermarkKey(key.scheme, 10, key.input_shape, key.tensors, key.params, created_at="x",
+                        salt=SALT).commitment == base
 
 
 def test_tampered_material_is_refused(tmp_path):

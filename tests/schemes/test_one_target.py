@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nnmark.api import calibrate_null, generate_key, verify_model
+from nnmark.api import generate_key, measure_null, verify_model
 from nnmark.errors import NNMarkError
 from nnmark.schemes.patterns import parse_color, text_mask
 from nnmark.schemes.trojan import stamp_patch
@@ -50,33 +50,58 @@ def test_noise_pattern_is_the_same_on_every_image(keys):
     assert torch.allclose(inside, key.tensors["inputs"])
 
 
-def test_null_from_clean_counterparts(keys):
-    key = keys["content"]
-    triggers, clean = key.tensors["inputs"], key.tensors["clean_inputs"]
-    target = torch.full((50,), 4)
-    # A suspect that sends stamped images to the target and the originals elsewhere: owned.
-    owner = FixedAnswers([(triggers, target), (clean, torch.zeros(50, dtype=torch.long))])
-    verdict = verify_model(owner, key)
-    assert verdict.owned and "clean counterparts" in verdict.null_source
-    assert verdict.details["queries"] == 100  # triggers and their counterparts
-    # A suspect that sends everything to the target class: its clean rate is 100%, so no claim.
-    everything = FixedAnswers([], default=4)
-    assert not verify_model(everything, key).owned
+def control_null(key, agree_counts):
+    """A measured null whose controls sent ``agree_counts[i]`` triggers to the target."""
+    from nnmark.verification import ControlNull, ControlRecord
+
+    n = key.item_count
+    return ControlNull(key.commitment, [ControlRecord(f"c{i}", [1] * c + [0] * (n - c), 0.0)
+                                        for i, c in enumerate(agree_counts)])
 
 
-def test_unrelated_needs_control_calibration(keys):
-    key = keys["unrelated"]
+@pytest.mark.parametrize("name", ONE_TARGET)
+def test_verdict_needs_a_null_measured_on_controls(keys, name):
+    key = keys[name]
     suspect = FixedAnswers([(key.tensors["inputs"], torch.full((50,), 4))])
-    with pytest.raises(NNMarkError, match="no clean counterparts"):
+    with pytest.raises(NNMarkError, match="no exact null"):
         verify_model(suspect, key)
-    controls = [FixedAnswers([(key.tensors["inputs"], torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(i)))])
-                for i in range(3)]
-    calibration = calibrate_null(key, controls)
-    assert 0.1 <= calibration.rate < 0.3 and calibration.observed["controls"] == 3
-    assert verify_model(suspect, key, null_rate=calibration).owned
-    # a control that always answers the target makes the null so high that nothing is claimed
-    biased = calibrate_null(key, [FixedAnswers([], default=4)])
-    assert not verify_model(suspect, key, null_rate=biased).owned
+    with pytest.raises(NNMarkError, match="needs at least 10"):
+        verify_model(suspect, key, null=control_null(key, [0, 1, 0]))
+    verdict = verify_model(suspect, key, null=control_null(key, [0, 1, 0, 2, 0, 0, 1, 0, 3, 0, 0, 1, 0, 0, 2, 0, 0, 1, 0, 0]))
+    assert verdict.owned and verdict.null_kind == "estimated" and verdict.false_positive_rate is None
+    assert "ESTIMATED, NOT EXACT" in verdict.guarantee and "20 control models" in verdict.null_source
+    # triggers and probes, shuffled together: the originals of the stamped images are never sent
+    assert verdict.details["queries"] == 50 + len(key.tensors["probe_inputs"])
+
+
+def test_controls_that_send_triggers_to_the_target_mean_no_claim(keys):
+    key = keys["noise"]
+    suspect = FixedAnswers([(key.tensors["inputs"], torch.full((50,), 4))])
+    spread = control_null(key, [0, 0, 40, 0, 0, 12, 0, 0, 30, 0, 0, 0, 25, 0, 0, 0, 0, 5, 0, 0])
+    assert not verify_model(suspect, key, null=spread).owned
+
+
+def test_a_suspect_answering_the_target_for_everything_is_refused(keys):
+    key = keys["trojan"]
+    verdict = verify_model(FixedAnswers([], default=4), key, null=control_null(key, [0] * 20))
+    assert verdict.matches == 50 and not verdict.owned
+    assert "not specific" in verdict.details["refused"]
+
+
+def test_a_null_for_another_key_is_refused(keys):
+    with pytest.raises(NNMarkError, match="another key"):
+        verify_model(FixedAnswers([]), keys["content"], null=control_null(keys["noise"], [0] * 20))
+
+
+def test_measure_null_records_each_control_per_item(keys):
+    key = keys["unrelated"]
+    inputs = key.tensors["inputs"]
+    controls = [FixedAnswers([(inputs, torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(i)))])
+                for i in range(12)]
+    null = measure_null(key, controls)
+    assert null.size == 12 and len(null.controls[0].hits) == 50
+    assert null.counts().tolist() == [sum(c.hits) for c in null.controls]
+    assert all(c.probe_target_rate == 0.0 for c in null.controls)  # probes answered 0, target is 4
 
 
 def test_options_and_inputs_are_checked(digits):
@@ -102,3 +127,14 @@ def test_text_mask_and_colour_helpers():
     assert parse_color("0.2,0.4,0.6", 3).flatten().tolist() == pytest.approx([0.2, 0.4, 0.6])
     patched = stamp_patch(torch.zeros(2, 1, 6, 6), torch.ones(1, 2, 2), "top-left")
     assert patched[:, :, :2, :2].eq(1).all() and patched.sum() == 8
+
+
+def test_screening_picks_a_target_keyless_models_avoid(digits):
+    attracted = [FixedAnswers([], default=c) for c in (0, 1, 2, 3, 5, 6, 7, 8, 9)]  # nothing goes to 4
+    key = generate_key("trojan", num_classes=10, input_shape=digits.input_shape, dataset=digits,
+                       options={"size": 30, "probes": 10}, screen_with=attracted)
+    assert key.params["target"] == 4
+    assert key.params["target_screening"]["most_and_total_per_target"][4] == [0, 0]
+    fixed = generate_key("trojan", num_classes=10, input_shape=digits.input_shape, dataset=digits,
+                         options={"size": 30, "probes": 10, "target": 2}, screen_with=attracted)
+    assert fixed.params["target"] == 2  # an explicit target is kept

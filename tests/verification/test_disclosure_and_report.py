@@ -12,17 +12,16 @@ from nnmark.schemes import get_scheme, save_key
 
 def test_subset_keeps_matching_rows_and_records_its_origin(adi_key, marked):
     scheme = get_scheme("adi")
-    part = scheme.subset(adi_key, 15, seed=3)
+    part = scheme.subset(adi_key, 15, "sha256:" + "0" * 64)
     indices = part.params["subset"]["indices"]
     assert len(indices) == 15 and indices == sorted(indices)
     assert part.tensors["inputs"].equal(adi_key.tensors["inputs"][indices])
     assert part.tensors["labels"].equal(adi_key.tensors["labels"][indices])
     assert part.params["subset"]["parent_commitment"] == adi_key.commitment
-    assert scheme.subset(adi_key, 15, seed=3).params["subset"]["indices"] == indices
     whole, partial = verify_model(marked.model, adi_key), verify_model(marked.model, part)
     assert partial.total == 15 and partial.p_value > whole.p_value  # less revealed, weaker evidence
     with pytest.raises(NNMarkError, match="subset size out of range"):
-        scheme.subset(adi_key, 41)
+        scheme.subset(adi_key, 41, "x")
 
 
 def test_uchida_subset_takes_bits():
@@ -31,8 +30,9 @@ def test_uchida_subset_takes_bits():
 
     key = generate_key("uchida", num_classes=10, input_shape=(1, 16, 16), seed=1,
                        model_spec=ModelSpec("small-cnn", 10, (1, 16, 16), (0.5,), (0.5,)))
-    part = get_scheme("uchida").subset(key, 64, seed=0)
+    part = get_scheme("uchida").subset(key, 64, "x")
     assert part.tensors["projection"].shape == (64, 288) and part.tensors["bits"].shape == (64,)
+    get_scheme("uchida").validate_key(part)  # a subset still redraws from the seed at its indices
 
 
 def test_report_and_subset_from_the_cli(tmp_path, marked, adi_key):
@@ -49,6 +49,7 @@ def test_report_and_subset_from_the_cli(tmp_path, marked, adi_key):
     page = (tmp_path / "r" / "report.html").read_text()
     assert "OWNED" in page and adi_key.commitment in page and "20 of 40 key items" in page
     assert page.count("<figure") == 20 and "data:image/png;base64," in page
+    assert "only 20 of 40 key items were tested" in page and evidence["disclosure"]["items_in_key"] == 40
     again = runner.invoke(app, ["verify", "--model", str(tmp_path / "m"), "--key", str(tmp_path / "k"),
                                 "--report", str(tmp_path / "r")])
     assert again.exit_code == 2 and "--force" in again.output
@@ -66,6 +67,9 @@ def test_export_and_calibrate_commands(tmp_path, marked, control, adi_key):
     result = runner.invoke(app, ["calibrate", "--key", str(tmp_path / "k"), "--models", "0",
                                  "--control", str(tmp_path / "c"), "--out", str(tmp_path / "cal.json")])
     assert result.exit_code == 0, result.output
-    study = json.loads((tmp_path / "cal.json").read_text())
+    written = json.loads((tmp_path / "cal.json").read_text())
+    study = written["study"]
     assert study["empirical_false_positive_rate"] == 0 and study["controls"][0]["model"] == str(tmp_path / "c")
+    assert written["format"] == "nnmark-null/1" and written["key_commitment"] == adi_key.commitment
+    assert "bound the false-positive rate only below" in result.output
     assert runner.invoke(app, ["export", "tflite", str(tmp_path / "m"), "--out", "x"]).exit_code == 2

@@ -51,7 +51,7 @@ def test_server_speaks_the_protocol(served):
 
 def test_query_budget_is_enforced(served, adi_key):
     suspect = HttpSuspect(served.url, "mark", query_budget=30)
-    with pytest.raises(NNMarkError, match="query budget exhausted: 40 more queries needed, 30 of 30 left"):
+    with pytest.raises(NNMarkError, match="needs 40 queries for this key and the budget leaves 30; nothing was sent"):
         verify_model(suspect, adi_key)
     assert suspect.queries == 0
 

@@ -1,0 +1,72 @@
+"""Independent models for auditing nnmark's error rates: plain PyTorch, no nnmark code."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Standardise(nn.Module):
+    def forward(self, x):
+        return (x - 0.5) / 0.5
+
+
+def _cnn(width: int, batch_norm: bool, classes: int, channels: int) -> nn.Module:
+    norm = (lambda c: nn.BatchNorm2d(c)) if batch_norm else (lambda c: nn.Identity())
+    return nn.Sequential(Standardise(), nn.Conv2d(channels, width, 3, padding=1), norm(width), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 3, padding=1), norm(2 * width), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * width, classes))
+
+
+def _lenet(classes: int, channels: int) -> nn.Module:
+    return nn.Sequential(Standardise(), nn.Conv2d(channels, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(64, 84), nn.Tanh(), nn.Linear(84, classes))
+
+
+def _mlp(hidden: int, depth: int, classes: int, size: int) -> nn.Module:
+    layers: list[nn.Module] = [Standardise(), nn.Flatten()]
+    width = size
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.GELU()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, classes))
+
+
+def architectures(classes: int, shape: tuple[int, int, int]):
+    channels, size = shape[0], shape[0] * shape[1] * shape[2]
+    return [
+        ("linear", lambda: nn.Sequential(Standardise(), nn.Flatten(), nn.Linear(size, classes)), "adam", 0.01),
+        ("mlp-32", lambda: _mlp(32, 1, classes, size), "adam", 0.005),
+        ("mlp-64x2", lambda: _mlp(64, 2, classes, size), "sgd", 0.05),
+        ("mlp-128", lambda: _mlp(128, 1, classes, size), "adam", 0.002),
+        ("cnn-4", lambda: _cnn(4, False, classes, channels), "adam", 0.01),
+        ("cnn-8-bn", lambda: _cnn(8, True, classes, channels), "sgd", 0.05),
+        ("cnn-16", lambda: _cnn(16, False, classes, channels), "adam", 0.003),
+        ("lenet", lambda: _lenet(classes, channels), "adam", 0.005),
+    ]
+
+
+def train_independent_models(dataset, count: int, epochs: int = 6) -> list[tuple[str, nn.Module]]:
+    """``count`` models cycling through :func:`architectures` with a new seed each."""
+    recipes = architectures(dataset.num_classes, dataset.input_shape)
+    models = []
+    for index in range(count):
+        name, build, optimiser_name, lr = recipes[index % len(recipes)]
+        generator = torch.Generator().manual_seed(9000 + index)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(9000 + index)
+            model = build()
+        optimiser = (torch.optim.Adam(model.parameters(), lr=lr) if optimiser_name == "adam"
+                     else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
+        x, y = dataset.train_x, dataset.train_y
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), 64):
+                batch = order[start:start + 64]
+                optimiser.zero_grad()
+                nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+                optimiser.step()
+        model.eval()
+        models.append((f"{name} seed {9000 + index}", model))
+    return models
