@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/independent.py: the auditor's models
@@ -32,9 +31,9 @@ from _papers import machine  # noqa: E402
 
 from nnmark.api import generate_key, measure_null, train_controls, verify_model  # noqa: E402
 from nnmark.data import load_dataset  # noqa: E402
-from nnmark.models import ModelSpec, create_model  # noqa: E402
+from nnmark.models import ModelSpec  # noqa: E402
 from nnmark.verification.stats import binomial_tail  # noqa: E402
-from tests.independent import train_independent_models  # noqa: E402
+from tests.independent import train_independent_models, train_same_architecture  # noqa: E402
 
 ONE_TARGET = {"noise": {}, "content": {}, "trojan": {}, "unrelated": {},
               "encoder-decoder": {"epochs": 5, "blocks": 2, "width": 8, "decoder_size": 3, "content": "pixel"}}
@@ -100,16 +99,7 @@ def main() -> None:
         adi += [verify_model(model, key) for model in models]
     rows.append(("adi", "exact", adi, None))
     spec = ModelSpec("small-cnn", data.num_classes, data.input_shape, data.mean, data.std)
-    signed = []
-    for seed in range(6):
-        model = create_model(spec, seed=300 + seed)
-        optimiser = torch.optim.Adam(model.parameters(), lr=0.003)
-        for start in range(0, len(data.train_x), 64):
-            optimiser.zero_grad()
-            torch.nn.functional.cross_entropy(model(data.train_x[start:start + 64]),
-                                              data.train_y[start:start + 64]).backward()
-            optimiser.step()
-        signed.append(model.eval())
+    signed = train_same_architecture(data, 6)
     uchida = []
     for _ in range(40):
         key = generate_key("uchida", num_classes=data.num_classes, input_shape=data.input_shape, model_spec=spec)

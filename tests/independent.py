@@ -70,3 +70,22 @@ def train_independent_models(dataset, count: int, epochs: int = 6) -> list[tuple
         model.eval()
         models.append((f"{name} seed {9000 + index}", model))
     return models
+
+
+def train_same_architecture(dataset, count: int = 6) -> list[nn.Module]:
+    """nnmark's small CNN (white-box schemes need the keyed layer to exist), trained from other
+    seeds by a plain Adam loop for one epoch: independent networks of the keyed architecture."""
+    from nnmark.models import ModelSpec, create_model
+
+    spec = ModelSpec("small-cnn", dataset.num_classes, dataset.input_shape, dataset.mean, dataset.std)
+    models = []
+    for seed in range(count):
+        model = create_model(spec, seed=300 + seed)
+        optimiser = torch.optim.Adam(model.parameters(), lr=0.003)
+        for start in range(0, len(dataset.train_x), 64):
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(model(dataset.train_x[start:start + 64]),
+                                        dataset.train_y[start:start + 64]).backward()
+            optimiser.step()
+        models.append(model.eval())
+    return models

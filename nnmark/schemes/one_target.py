@@ -187,7 +187,8 @@ class OneTargetScheme(TriggerSetScheme):
                 "key (nnmark calibrate --key KEY --out null.json, then verify --null null.json; "
                 "API: nnmark.api.measure_null)", field="--null")
         indices = key_indices(key)
-        null.check_for(key_commitment(key), len(null.controls[0].hits) if null.controls else 0)
+        whole = key.params["subset"]["of"] if indices is not None else key.item_count
+        null.check_for(key_commitment(key), whole)
         target = self.target(key)
         evidence = self.extract(suspect, key)
         details: dict[str, Any] = {"queries": suspect.queries, "suspect": suspect.description,

@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from nnmark.errors import NNMarkError
 from nnmark.training.trainer import predict_logits, resolve_device
 
 
@@ -42,10 +43,37 @@ class ModuleSuspect:
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         self.queries += len(inputs)
-        return predict_logits(self._module, inputs, self.batch_size, self.device).argmax(1)
+        logits = predict_logits(self._module, inputs, self.batch_size, self.device)
+        if not bool(torch.isfinite(logits).all()):
+            # argmax would read NaN as some class and the verdict would look like evidence
+            raise NNMarkError(f"suspect '{self.description}' outputs NaN or infinite logits (are its weights "
+                              "finite?): its answers cannot be read as labels")
+        return logits.argmax(1)
+
+
+class PredictorSuspect:
+    """Any object with ``predict(images) -> labels`` (a model behind an interface we do not
+    control), given the description and query count a verdict records."""
+
+    def __init__(self, predictor, description: str) -> None:
+        self._predictor, self.description, self.queries = predictor, description, 0
+        self.query_budget = getattr(predictor, "query_budget", None)
+
+    @property
+    def module(self) -> None:
+        return None
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.queries += len(inputs)
+        return self._predictor.predict(inputs)
 
 
 def as_suspect(model: nn.Module | Suspect, description: str = "in-process module") -> Suspect:
     if isinstance(model, nn.Module):
         return ModuleSuspect(model, description)
-    return model
+    if isinstance(model, Suspect):
+        return model
+    if callable(getattr(model, "predict", None)):
+        return PredictorSuspect(model, getattr(model, "description", None) or type(model).__name__)
+    raise NNMarkError(f"cannot query a suspect of type {type(model).__name__}",
+                      expected="a torch.nn.Module or an object with predict(images) -> labels")

@@ -138,3 +138,16 @@ def test_screening_picks_a_target_keyless_models_avoid(digits):
     fixed = generate_key("trojan", num_classes=10, input_shape=digits.input_shape, dataset=digits,
                          options={"size": 30, "probes": 10, "target": 2}, screen_with=attracted)
     assert fixed.params["target"] == 2  # an explicit target is kept
+
+
+def test_a_disclosed_subset_is_judged_by_the_controls_on_those_items(keys):
+    from nnmark.schemes import get_scheme
+
+    key = keys["trojan"]
+    null = control_null(key, [0, 1, 0, 2, 0, 0, 1, 0, 3, 0, 0, 1, 0, 0, 2, 0, 0, 1, 0, 0])
+    part = get_scheme("trojan").subset(key, 20, "sha256:cd")
+    verdict = verify_model(FixedAnswers([], default=4), part, null=null)
+    assert verdict.total == 20 and verdict.details["control_counts"] == null.counts(part.params["subset"]["indices"]).tolist()
+    short = type(null)(null.key_commitment, [type(c)(c.name, c.hits[:30], 0.0) for c in null.controls])
+    with pytest.raises(NNMarkError, match="do not cover the key's items"):
+        verify_model(FixedAnswers([], default=4), part, null=short)

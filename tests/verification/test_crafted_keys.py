@@ -97,3 +97,23 @@ def test_the_cli_refuses_a_nan_key_in_one_line(tmp_path, adi, digits):
     result = CliRunner().invoke(app, ["verify", "--model", str(tmp_path / "m"), "--key", str(tmp_path / "k")])
     assert result.exit_code == 2 and "field 'inputs'" in result.output and "NaN" in result.output
     assert "Traceback" not in result.output
+
+
+def test_nan_logits_from_a_module_are_refused(adi, digits):
+    spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
+    model = create_model(spec, seed=0)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(NNMarkError, match="NaN or infinite logits"):
+        verify_model(model, adi)
+
+
+def test_any_object_with_predict_is_a_suspect(adi):
+    class Bare:  # no description, no query counter
+        def predict(self, inputs):
+            return torch.zeros(len(inputs), dtype=torch.long)
+
+    verdict = verify_model(Bare(), adi)
+    assert verdict.details["queries"] == 40 and verdict.details["suspect"] == "Bare"
+    with pytest.raises(NNMarkError, match="cannot query a suspect of type int"):
+        verify_model(3, adi)

@@ -11,11 +11,10 @@ controls nnmark trains itself (other architectures and recipes than the auditor'
 from __future__ import annotations
 
 import pytest
-import torch
 from scipy import stats
 
 from nnmark.api import generate_key, measure_null, verify_model
-from nnmark.models import ModelSpec, create_model
+from nnmark.models import ModelSpec
 from nnmark.verification.stats import decision_threshold
 
 pytestmark = pytest.mark.slow
@@ -62,17 +61,10 @@ def test_adi_exact_null_holds_for_independent_models(digits, independent_models)
 def test_uchida_exact_null_holds_for_independently_trained_networks(digits):
     """White-box: the auditor trains nnmark's architecture (the keyed layer must exist) with its own
     plain loop and Adam, from other seeds."""
+    from tests.independent import train_same_architecture
+
+    models = train_same_architecture(digits, 6)
     spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
-    models = []
-    for seed in range(6):
-        model = create_model(spec, seed=300 + seed)
-        optimiser = torch.optim.Adam(model.parameters(), lr=0.003)
-        for start in range(0, len(digits.train_x), 64):
-            optimiser.zero_grad()
-            torch.nn.functional.cross_entropy(model(digits.train_x[start:start + 64]),
-                                              digits.train_y[start:start + 64]).backward()
-            optimiser.step()
-        models.append(model.eval())
     verdicts = []
     for _ in range(40):
         key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, model_spec=spec)
