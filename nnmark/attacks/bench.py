@@ -84,6 +84,7 @@ class Victim:
     key: Any
     accuracy: float
     null: Any = None  # a ControlNull, for schemes whose null is measured on control models
+    owned: bool = True  # whether the victim itself is judged owned: if not, no attack can remove its mark
 
 
 def _digest(*parts: Any) -> str:
@@ -236,7 +237,8 @@ class Bench:
             "test_accuracy": accuracy, "victim_accuracy": victim.accuracy,
             "owned": verdict.owned, "p_value": verdict.p_value, "matches": verdict.matches,
             "total": verdict.total, "threshold": verdict.threshold, "statistic": verdict.statistic,
-            "evidence": verdict.agreement, "removed": (not verdict.owned) and keeps_accuracy,
+            "evidence": verdict.agreement, "removed": victim.owned and (not verdict.owned) and keeps_accuracy,
+            "victim_owned": victim.owned,
             "keeps_accuracy": keeps_accuracy,
             "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": epochs},
             "seconds": round(time.perf_counter() - started, 3),
@@ -256,6 +258,7 @@ class Bench:
                 controls = controls if controls is not None else self.controls()
                 victim.null = measure_null(victim.key, controls)
             baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null=victim.null)
+            victim.owned = baseline.owned
             victims[scheme] = {"test_accuracy": victim.accuracy, "owned": baseline.owned,
                                "p_value": baseline.p_value, "matches": baseline.matches,
                                "total": baseline.total, "statistic": baseline.statistic,

@@ -26,7 +26,9 @@ def removal_matrix(results: dict[str, Any]) -> list[str]:
             removed = [r for r in rows if r["removed_rate"] > 0]
             lost = [r for r in rows if r["owned_rate"] < 1 and r["removed_rate"] == 0]
             label = lambda r: "chain" if r["strength"] is None else f"{r['strength']:g}"  # noqa: E731
-            if removed:
+            if not results["victims"][scheme]["owned"]:
+                cells.append("— (victim not owned)")
+            elif removed:
                 r = removed[0]
                 cells.append(f"**removed** at {label(r)} (acc {100 * r['test_accuracy']:.0f}%)")
             elif lost:

@@ -157,3 +157,30 @@ def test_one_target_keygen_screens_and_verify_demands_a_measured_null(workspace,
     assert "screening models sent at most" in text and "no exact null" in text
     refused = invoke("verify", "--model", workspace / "model", "--key", tmp_path / "k")
     assert refused.exit_code == 2 and "nnmark calibrate" in refused.output
+
+
+def test_the_one_target_workflow_from_the_readme(tmp_path):
+    """keygen (screened) -> train -> calibrate (controls, null file) -> verify --null: the marked
+    model beats every control, a keyless model does not, and both verdicts say the null is estimated."""
+    steps = [
+        ("keygen", "trojan", "--data", "digits", "--size", 50, "--probes", 50, "--screen-models", 3, "--out", tmp_path / "k"),
+        ("train", "--data", "digits", "--watermark", tmp_path / "k", "--epochs", 8, "--batch-size", 64, "--lr", 0.05,
+         "--embed", "per_batch=16", "--quiet", "--out", tmp_path / "marked"),
+        ("train", "--data", "digits", "--epochs", 8, "--batch-size", 64, "--lr", 0.05, "--seed", 3, "--quiet",
+         "--out", tmp_path / "clean"),
+        ("calibrate", "--key", tmp_path / "k", "--models", 10, "--epochs", 3, "--out", tmp_path / "null.json"),
+    ]
+    for step in steps:
+        result = invoke(*step)
+        assert result.exit_code == 0, (step[0], result.output)
+    records = {}
+    for name in ("marked", "clean"):
+        result = invoke("verify", "--model", tmp_path / name, "--key", tmp_path / "k", "--null", tmp_path / "null.json",
+                        "--alpha", 0.05, "--json")
+        assert result.exit_code == 0, result.output
+        records[name] = json.loads(result.output)
+    assert records["marked"]["owned"] and not records["clean"]["owned"]
+    assert all(r["null_kind"] == "estimated" and r["false_positive_rate"] is None for r in records.values())
+    assert records["marked"]["matches"] > max(records["marked"]["details"]["control_counts"])
+    table = invoke("verify", "--model", tmp_path / "marked", "--key", tmp_path / "k", "--null", tmp_path / "null.json")
+    assert "error rate: estimated" in " ".join(table.output.split()).lower()
