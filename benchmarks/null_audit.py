@@ -2,6 +2,7 @@
 docs/verification.md: keys against models nnmark did not make (plain PyTorch, other
 architectures, optimisers and seeds; ``tests/independent.py``), never shown any key.
 
+Keys are seeded (1000 + target, 2000 + i, 3000 + i) so a run reproduces the table.
 For each one-target scheme one key per target class, for adi ten keys, each verified against
 every independent model; uchida (white-box) against nnmark's architecture trained by a plain
 loop. Printed per scheme: the null used, pairs tested, owned at alpha = 1e-6 and at 0.01, the
@@ -86,6 +87,7 @@ def main() -> None:
         verdicts, old = [], 0
         for target in range(data.num_classes):
             key = generate_key(scheme, num_classes=data.num_classes, input_shape=data.input_shape, dataset=data,
+                               seed=1000 + target,
                                options={"target": target, **options})
             null = measure_null(key, controls)
             for model in models:
@@ -94,15 +96,16 @@ def main() -> None:
                 old += pooled_p(null.counts(), verdict.matches, verdict.total, data.num_classes) <= 1e-6
         rows.append((scheme, "estimated", verdicts, old))
     adi = []
-    for _ in range(10):
-        key = generate_key("adi", num_classes=data.num_classes, input_shape=data.input_shape)
+    for index in range(10):
+        key = generate_key("adi", num_classes=data.num_classes, input_shape=data.input_shape, seed=2000 + index)
         adi += [verify_model(model, key) for model in models]
     rows.append(("adi", "exact", adi, None))
     spec = ModelSpec("small-cnn", data.num_classes, data.input_shape, data.mean, data.std)
     signed = train_same_architecture(data, 6)
     uchida = []
-    for _ in range(40):
-        key = generate_key("uchida", num_classes=data.num_classes, input_shape=data.input_shape, model_spec=spec)
+    for index in range(40):
+        key = generate_key("uchida", num_classes=data.num_classes, input_shape=data.input_shape, model_spec=spec,
+                           seed=3000 + index)
         uchida += [verify_model(model, key) for model in signed]
     rows.append(("uchida", "exact", uchida, None))
     for scheme, kind, verdicts, old in rows:

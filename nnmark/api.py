@@ -220,7 +220,10 @@ def measure_null(key: WatermarkKey, controls: list[nn.Module | Suspect | Control
         rate = None
         if evidence is not None and evidence.probe_predictions is not None:
             rate = float((evidence.probe_predictions == int(key.params["target"])).float().mean())
-        records.append(ControlRecord(name, [int(h) for h in hits.tolist()], rate, architecture))
+        accuracy = control.test_accuracy if isinstance(control, ControlModel) else None
+        if accuracy is not None and accuracy != accuracy:  # NaN: not known
+            accuracy = None
+        records.append(ControlRecord(name, [int(h) for h in hits.tolist()], rate, architecture, accuracy))
     return ControlNull(key.commitment, records)
 
 
@@ -280,8 +283,10 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
         matches = int(counts[index])
         if scheme.null_kind == "controls":
             others = [int(c) for j, c in enumerate(counts) if j != index]
+            from nnmark.schemes.one_target import MAX_PROBE_TARGET_RATE
+
             refusal = ("not specific" if record.probe_target_rate is not None
-                       and record.probe_target_rate > 0.5 else None)
+                       and record.probe_target_rate > MAX_PROBE_TARGET_RATE else None)
             verdict = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
                                       control_counts=others, null_source="", alpha=alpha, refusal=refusal)
             loose = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
@@ -294,7 +299,8 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
                                        null_rate=rate, null_source="", alpha=alpha)
             loose = binomial_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
                                      null_rate=rate, null_source="", alpha=check_alpha)
-        rows.append({"model": record.name, "architecture": record.architecture, "matches": matches,
+        rows.append({"model": record.name, "architecture": record.architecture, "test_accuracy": record.test_accuracy,
+                     "matches": matches,
                      "total": total, "p_value": verdict.p_value, "owned": verdict.owned,
                      "owned_at_check_alpha": loose.owned, "probe_target_rate": record.probe_target_rate})
     size = len(rows)

@@ -141,9 +141,10 @@ def _keygen_command(scheme_name: str, scheme_cls):
             if scheme_cls.null_kind != "controls" or dataset is None:
                 raise NNMarkError("--screen-models picks a one-target key's target from models trained on --data",
                                   field="--screen-models")
+            screen_seed = secrets.randbits(31) if seed is None else seed + 1  # a chosen seed reproduces the key
             with progress_bars() as progress:
                 screen_with = [c.model for c in train_controls(dataset, screen_models, epochs=5,
-                                                               seed=secrets.randbits(31), progress=progress)]
+                                                               seed=screen_seed, progress=progress)]
         key = generate_key(scheme_name, num_classes=num_classes, input_shape=input_shape, seed=seed,
                            options=options, dataset=dataset, model_spec=spec, screen_with=screen_with)
         screening = key.params.get("target_screening")
@@ -472,7 +473,8 @@ def calibrate(
         print(json.dumps(study, indent=2))
         return
     for row in study["controls"]:
-        console.print(f"{row['model']}: {row['matches']}/{row['total']}  p {row['p_value']:.3g}  "
+        accuracy = "" if row["test_accuracy"] is None else f"  acc {100 * row['test_accuracy']:.1f}%"
+        console.print(f"{row['model']}{accuracy}: {row['matches']}/{row['total']}  p {row['p_value']:.3g}  "
                       f"{'[bold red]ACCUSED[/]' if row['owned'] else 'not owned'}")
     size = len(study["controls"])
     low, high = study["false_positive_rate_ci95"]

@@ -133,7 +133,7 @@ def render_html(record: dict[str, Any], key: WatermarkKey, verdict: Verdict) -> 
     if verdict.null_kind == "exact":
         null_text = f"Binomial({verdict.total}, {verdict.null_rate:.4g}) — {html.escape(verdict.null_source)}"
     else:
-        null_text = f"estimated — {html.escape(verdict.null_source)}"
+        null_text = html.escape(verdict.null_source)
     rows = [
         ("Suspect", f"{html.escape(str(tested))} ({html.escape(suspect['kind'])})"),
         ("Suspect SHA-256", suspect.get("sha256", "— (queried over the network)")),

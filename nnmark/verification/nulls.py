@@ -27,6 +27,7 @@ class ControlRecord:
     hits: list[int]  # 1 where the control answered the key's label for that item
     probe_target_rate: float | None = None  # its rate of sending ordinary inputs to the target
     architecture: str | None = None
+    test_accuracy: float | None = None  # an under-trained control answers oddly and widens the null
 
 
 @dataclass
@@ -102,10 +103,16 @@ def load_null(path: str | Path) -> ControlNull:
                                  or not 0 <= rate <= 1):
             raise NNMarkError("must be a rate in [0, 1] or null", path=path, field=f"{where}.probe_target_rate",
                               got=rate)
+        accuracy = row.get("test_accuracy")
+        if accuracy is not None and (isinstance(accuracy, bool) or not isinstance(accuracy, (int, float))
+                                     or not 0 <= accuracy <= 1):
+            raise NNMarkError("must be an accuracy in [0, 1] or null", path=path, field=f"{where}.test_accuracy",
+                              got=accuracy)
         name, architecture = row.get("name", f"control {index}"), row.get("architecture")
         controls.append(ControlRecord(str(name), [int(h) for h in hits],
                                       None if rate is None else float(rate),
-                                      None if architecture is None else str(architecture)))
+                                      None if architecture is None else str(architecture),
+                                      None if accuracy is None else float(accuracy)))
     lengths = {len(c.hits) for c in controls}
     if len(lengths) > 1:
         raise NNMarkError("controls cover different numbers of items", path=path, field="controls.hits")

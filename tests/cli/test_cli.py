@@ -163,7 +163,8 @@ def test_the_one_target_workflow_from_the_readme(tmp_path):
     """keygen (screened) -> train -> calibrate (controls, null file) -> verify --null: the marked
     model beats every control, a keyless model does not, and both verdicts say the null is estimated."""
     steps = [
-        ("keygen", "trojan", "--data", "digits", "--size", 50, "--probes", 50, "--screen-models", 3, "--out", tmp_path / "k"),
+        ("keygen", "trojan", "--data", "digits", "--size", 50, "--probes", 50, "--screen-models", 3, "--seed", 4,
+         "--out", tmp_path / "k"),
         ("train", "--data", "digits", "--watermark", tmp_path / "k", "--epochs", 8, "--batch-size", 64, "--lr", 0.05,
          "--embed", "per_batch=16", "--quiet", "--out", tmp_path / "marked"),
         ("train", "--data", "digits", "--epochs", 8, "--batch-size", 64, "--lr", 0.05, "--seed", 3, "--quiet",

@@ -37,7 +37,7 @@ def audit(verdicts, stated_at_001: float) -> dict:
 def test_one_target_null_holds_for_independent_models(scheme, digits, nnmark_controls, independent_models):
     verdicts = []
     for target in range(digits.num_classes):
-        key = generate_key(scheme, num_classes=10, input_shape=digits.input_shape, dataset=digits,
+        key = generate_key(scheme, num_classes=10, input_shape=digits.input_shape, dataset=digits, seed=1000 + target,
                            options={"target": target, **ONE_TARGET[scheme]})
         null = measure_null(key, nnmark_controls)
         verdicts += [verify_model(model, key, null=null) for _, model in independent_models]
@@ -49,8 +49,8 @@ def test_one_target_null_holds_for_independent_models(scheme, digits, nnmark_con
 
 def test_adi_exact_null_holds_for_independent_models(digits, independent_models):
     verdicts = []
-    for _ in range(10):
-        key = generate_key("adi", num_classes=10, input_shape=digits.input_shape)
+    for index in range(10):
+        key = generate_key("adi", num_classes=10, input_shape=digits.input_shape, seed=2000 + index)
         verdicts += [verify_model(model, key) for _, model in independent_models]
     stated = decision_threshold(100, 0.1, 0.01)[1]
     result = audit(verdicts, stated)
@@ -66,8 +66,8 @@ def test_uchida_exact_null_holds_for_independently_trained_networks(digits):
     models = train_same_architecture(digits, 6)
     spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
     verdicts = []
-    for _ in range(40):
-        key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, model_spec=spec)
+    for index in range(40):
+        key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, model_spec=spec, seed=3000 + index)
         verdicts += [verify_model(model, key) for model in models]
     result = audit(verdicts, decision_threshold(256, 0.5, 0.01)[1])
     assert result["owned_at_1e-6"] == 0 and result["owned_at_0.01"] <= result["allowed_at_0.01"], result
