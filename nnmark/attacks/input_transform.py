@@ -12,6 +12,8 @@ weights are unchanged (saving it saves the victim's weights).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 
 import torch
@@ -62,21 +64,38 @@ def jpeg_like(images: torch.Tensor, quality: float) -> torch.Tensor:
     return ((restored + 128) / 255)[:, :, :h, :w].clamp(0, 1)
 
 
-class InputTransformed(Classifier):
-    """The victim's network behind a query filter; same parameters and names as the victim."""
+@dataclass(frozen=True)
+class QueryFilter:
+    """One query-time filter: blur, then JPEG-like compression, then noise (each optional)."""
 
-    def __init__(self, victim: Classifier, blur: float = 0.0, quality: float | None = None,
-                 noise: float = 0.0, seed: int = 0) -> None:
-        super().__init__(victim.net, tuple(victim.mean.flatten().tolist()), tuple(victim.std.flatten().tolist()))
-        self.blur, self.quality, self.noise, self.seed = blur, quality, noise, seed
+    blur: float = 0.0
+    quality: float | None = None
+    noise: float = 0.0
+    seed: int = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = gaussian_blur(x, self.blur)
         if self.quality is not None:
             x = jpeg_like(x, self.quality)
         if self.noise > 0:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
             x = (x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)).clamp(0, 1)
+        return x
+
+
+class InputTransformed(Classifier):
+    """The victim's network behind an ordered list of query filters; same parameters and names as
+    the victim. Filtering a model that is already filtered appends to its list, so chained filters
+    (``input-blur+input-noise``) all apply, in the chain's order."""
+
+    def __init__(self, victim: Classifier, filters: list[QueryFilter]) -> None:
+        super().__init__(victim.net, tuple(victim.mean.flatten().tolist()), tuple(victim.std.flatten().tolist()))
+        earlier = list(victim.filters) if isinstance(victim, InputTransformed) else []
+        self.filters = [*earlier, *filters]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for query_filter in self.filters:
+            x = query_filter(x)
         return super().forward(x)
 
 
@@ -87,7 +106,8 @@ class InputAttack(Attack):
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
         import copy
 
-        return InputTransformed(copy.deepcopy(model), seed=context.seed, **self.transform(float(strength))).eval()
+        added = QueryFilter(seed=context.seed, **self.transform(float(strength)))
+        return InputTransformed(copy.deepcopy(model), [added]).eval()
 
 
 @register_attack("input-blur")

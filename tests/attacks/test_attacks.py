@@ -146,6 +146,19 @@ def test_input_transforms_filter_queries_not_weights(victim, context):
     assert (jpeg_like(noisy, 10) - noisy).abs().mean() > (jpeg_like(noisy, 90) - noisy).abs().mean()
 
 
+def test_chained_query_filters_all_apply_in_order(victim, context):
+    from nnmark.attacks.input_transform import QueryFilter
+
+    model, _ = victim
+    chained = run_chain(model, parse_chain("input-blur:1+input-noise:1"), context)
+    assert [f.blur > 0 for f in chained.filters] == [True, False] and chained.filters[1].noise > 0
+    x = torch.rand(3, 1, 16, 16)
+    noise = chained.filters[1]
+    expected = model(QueryFilter(noise=noise.noise, seed=noise.seed)(gaussian_blur(x, chained.filters[0].blur)))
+    assert torch.allclose(chained(x), expected)
+    assert not torch.allclose(chained(x), model(QueryFilter(noise=noise.noise, seed=noise.seed)(x)))
+
+
 def test_overwrite_embeds_the_attackers_own_key(victim, context):
     model, _ = victim
     before = params(model)
