@@ -36,10 +36,10 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, 
                  screen_with: list[nn.Module | Suspect] | None = None, progress=None) -> WatermarkKey:
     """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name.
 
-    ``screen_with``: models made without any key. For a scheme that can use them (one-target
-    trigger sets, when no target is given) the key is made again with the target those models
-    send the fewest of its triggers to, so its null is narrow; the advice is kept in
-    ``params["target_screening"]``. Screen with other models than the controls that will measure
+    ``screen_with``: models made without any key. A scheme with a free choice to make uses them
+    (one-target trigger sets, when no target is given: one candidate key per class, keeping the
+    one whose triggers those models send least to its target, so its null is narrow); what they
+    did is kept in ``params["target_screening"]``. Screen with other models than the controls that will measure
     the null: a target picked on the controls themselves makes their null look narrower than it is.
 
     Without ``seed`` the key is drawn from 63 secret random bits. With one it is reproducible, and
@@ -205,7 +205,7 @@ def train_controls(dataset: Dataset, count: int, *, epochs: int = 10, seed: int 
 def measure_null(key: WatermarkKey, controls: list[nn.Module | Suspect | ControlModel],
                  names: list[str] | None = None) -> ControlNull:
     """Record how models made without ``key`` answer each of its items; pass the result to
-    :func:`verify_model` as ``null`` (required for schemes whose ``null_kind`` is "controls")."""
+    :func:`verify_model` as ``null`` (required for schemes whose ``null_kind`` is "estimated")."""
     if not controls:
         raise NNMarkError("measuring a null needs control models", field="controls")
     scheme = get_scheme(key.scheme)
@@ -216,10 +216,7 @@ def measure_null(key: WatermarkKey, controls: list[nn.Module | Suspect | Control
         name = names[index] if names else control.name if isinstance(control, ControlModel) else f"control {index}"
         module = control.model if isinstance(control, ControlModel) else control
         hits, details = scheme.item_hits(as_suspect(module, name), key)
-        evidence = details.get("evidence")
-        rate = None
-        if evidence is not None and evidence.probe_predictions is not None:
-            rate = float((evidence.probe_predictions == int(key.params["target"])).float().mean())
+        rate = details.get("probe_target_rate")
         accuracy = control.test_accuracy if isinstance(control, ControlModel) else None
         if accuracy is not None and accuracy != accuracy:  # NaN: not known
             accuracy = None
@@ -276,12 +273,12 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
     rows: list[dict[str, Any]] = []
     counts = null.counts()
     total = len(null.controls[0].hits)
-    if scheme.null_kind == "controls" and len(controls) < 3:
+    if scheme.null_kind == "estimated" and len(controls) < 3:
         raise NNMarkError("an estimated null needs at least 3 controls to study (20 recommended)",
                           field="controls")
     for index, record in enumerate(null.controls):
         matches = int(counts[index])
-        if scheme.null_kind == "controls":
+        if scheme.null_kind == "estimated":
             others = [int(c) for j, c in enumerate(counts) if j != index]
             from nnmark.schemes.one_target import MAX_PROBE_TARGET_RATE
 
@@ -311,7 +308,7 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
     needed = math.ceil(math.log(0.05) / math.log(1 - alpha)) if alpha < 1 else 1
     study = {
         "scheme": key.scheme, "key_commitment": key.commitment,
-        "null_kind": "estimated" if scheme.null_kind == "controls" else "exact",
+        "null_kind": scheme.null_kind,
         "alpha": alpha, "controls": rows,
         "accused": accused, "empirical_false_positive_rate": accused / size,
         "false_positive_rate_ci95": [low, high],
@@ -321,7 +318,7 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
         "conservative": high <= alpha,
         "controls_needed_to_confirm_alpha": needed,
         "judged_by": ("leave-one-out: each control against the null measured on the others"
-                      if scheme.null_kind == "controls" else "the exact null verify uses"),
+                      if scheme.null_kind == "estimated" else "the exact null verify uses"),
     }
     modules = [c.model if isinstance(c, ControlModel) else c for c in controls]
     study["target_screening"] = scheme.screen(key, [as_suspect(m, r["model"]) for m, r in zip(modules, rows)])

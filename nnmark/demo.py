@@ -32,7 +32,7 @@ DEMO_CONTROL_EPOCHS = 5
 
 def _screening_models(scheme, data, seed, progress):
     """Keyless models apart from the null's controls, for a one-target key to pick its target."""
-    if get_scheme(scheme).null_kind != "controls":
+    if get_scheme(scheme).null_kind != "estimated":
         return None
     return [c.model for c in train_controls(data, DEMO_SCREENING_MODELS, epochs=DEMO_CONTROL_EPOCHS,
                                             seed=seed + 3000, progress=progress)]
@@ -40,7 +40,7 @@ def _screening_models(scheme, data, seed, progress):
 
 def _demo_null(key, data, seed, staging, summary, progress):
     """The measured null for a scheme without an exact one (else None)."""
-    if get_scheme(key.scheme).null_kind != "controls":
+    if get_scheme(key.scheme).null_kind != "estimated":
         return None
     controls = train_controls(data, DEMO_CONTROLS, epochs=DEMO_CONTROL_EPOCHS, seed=seed + 2000, progress=progress)
     null = measure_null(key, controls)

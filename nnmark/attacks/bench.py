@@ -195,7 +195,7 @@ class Bench:
 
         def train():
             self.log(f"training the {scheme} victim")
-            screen_with = self.screening() if implementation.null_kind == "controls" else None
+            screen_with = self.screening() if implementation.null_kind == "estimated" else None
             key = self._key(name, lambda: generate_key(
                 scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
                 seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec, screen_with=screen_with))
@@ -254,7 +254,7 @@ class Bench:
         controls = None
         for scheme in config.schemes:
             victim = self.victim(scheme)
-            if get_scheme(scheme).null_kind == "controls":
+            if get_scheme(scheme).null_kind == "estimated":
                 controls = controls if controls is not None else self.controls()
                 victim.null = measure_null(victim.key, controls)
             baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null=victim.null)

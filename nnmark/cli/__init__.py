@@ -138,7 +138,7 @@ def _keygen_command(scheme_name: str, scheme_cls):
 
             from nnmark.api import train_controls
 
-            if scheme_cls.null_kind != "controls" or dataset is None:
+            if scheme_cls.null_kind != "estimated" or dataset is None:
                 raise NNMarkError("--screen-models picks a one-target key's target from models trained on --data",
                                   field="--screen-models")
             screen_seed = secrets.randbits(31) if seed is None else seed + 1  # a chosen seed reproduces the key
@@ -160,7 +160,7 @@ def _keygen_command(scheme_name: str, scheme_cls):
             from nnmark.api import SEED_WARNING
 
             err_console.print(f"[bold yellow]warning:[/] {SEED_WARNING}")
-        if scheme_cls.null_kind == "controls":
+        if scheme_cls.null_kind == "estimated":
             console.print(f"Scheme '{scheme_name}' has no exact null: measure it on models made without the key "
                           f"with `nnmark calibrate --key {out} --out null.json` and verify with --null null.json.")
 
@@ -304,7 +304,7 @@ def _watermark_check(model, key) -> None:
 
     from nnmark.schemes.base import get_scheme
 
-    if get_scheme(key.scheme).null_kind == "controls":
+    if get_scheme(key.scheme).null_kind == "estimated":
         console.print("watermark check: this scheme's null is measured on control models "
                       "(nnmark calibrate, then nnmark verify --null)")
         return
@@ -375,7 +375,7 @@ def verify(
         null = measure_null(full_key, [load_model(path).model for path in calibrate_with],
                             [str(path) for path in calibrate_with])
         null.check_for(full_key.commitment, full_key.item_count, "--calibrate-with")
-    if scheme.null_kind == "controls" and null is None:
+    if scheme.null_kind == "estimated" and null is None:
         raise NNMarkError(f"scheme '{secret.scheme}' has no exact null: measure it on models made without the key "
                           f"(nnmark calibrate --key {key} --out null.json) and pass --null null.json", field="--null")
     mean = std = None
@@ -591,7 +591,7 @@ def attack(
     if null_file is not None:
         null = load_null(null_file)
         null.check_for(secret.commitment, secret.item_count, str(null_file))
-    elif get_scheme(secret.scheme).null_kind == "controls":
+    elif get_scheme(secret.scheme).null_kind == "estimated":
         raise NNMarkError(f"scheme '{secret.scheme}' has no exact null: give --null (from nnmark calibrate)",
                           field="--null")
     dataset = load_dataset(data, data_dir)

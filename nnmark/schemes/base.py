@@ -64,8 +64,8 @@ class WatermarkScheme(ABC):
     EmbedOptions: ClassVar[type] = NoOptions
     # Embedding options for the small embedded dataset of `nnmark demo` (and tests).
     demo_embed_options: ClassVar[dict[str, Any]] = {}
-    # "exact": the statistic's null distribution is known (binomial); "controls": it can only be
-    # estimated on models made without the key (a ControlNull), with the model as the unit.
+    # "exact": the statistic's null distribution is known (binomial); "estimated": it can only be
+    # measured on models made without the key (a ControlNull), with the model as the unit.
     null_kind: ClassVar[str] = "exact"
     # Tensors with one row per key item (trigger image, signature bit): what a subset keeps and
     # what the commitment's Merkle tree has one leaf per row of.
@@ -84,7 +84,7 @@ class WatermarkScheme(ABC):
     @abstractmethod
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
                null: ControlNull | None = None, tests: int = 1) -> Verdict:
-        """``null`` is required where ``null_kind`` is "controls" and refused elsewhere; ``tests``
+        """``null`` is required where ``null_kind`` is "estimated" and refused elsewhere; ``tests``
         is the size of the family of tests this one belongs to (Bonferroni)."""
 
     def check_key(self, key: WatermarkKey) -> None:

@@ -26,7 +26,7 @@ from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
 from nnmark.schemes.base import KeygenContext, key_commitment, key_indices, require_tensor
 from nnmark.schemes.key import WatermarkKey
-from nnmark.schemes.trigger_set import TriggerSetScheme, check_images
+from nnmark.schemes.trigger_set import TriggerEvidence, TriggerSetScheme, check_images
 from nnmark.verification.nulls import ControlNull
 from nnmark.verification.stats import Verdict, control_verdict
 from nnmark.verification.suspects import Suspect
@@ -63,7 +63,7 @@ class OneTargetScheme(TriggerSetScheme):
 
     needs = frozenset({"dataset"})
     KeygenOptions = OneTargetOptions
-    null_kind = "controls"
+    null_kind = "estimated"
     has_clean_counterparts = True
 
     def make_triggers(self, sources: torch.Tensor, context: KeygenContext, options: Any,
@@ -143,6 +143,16 @@ class OneTargetScheme(TriggerSetScheme):
     def statistic(self, key: WatermarkKey) -> str:
         return f"trigger images sent to target class {key.params['target']}"
 
+    def probe_target_rate(self, evidence: TriggerEvidence, key: WatermarkKey) -> float | None:
+        """The share of probes (ordinary images of other classes) the suspect sent to the target."""
+        if evidence.probe_predictions is None:
+            return None
+        return float((evidence.probe_predictions == self.target(key)).float().mean())
+
+    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
+        hits, details = super().item_hits(suspect, key)
+        return hits, {**details, "probe_target_rate": self.probe_target_rate(details["evidence"], key)}
+
     def screen(self, key: WatermarkKey, controls: list[Suspect]) -> dict[str, Any]:
         """Target screening: where independent models send this key's triggers. A target they
         already send many triggers to makes a wide null that no watermark can beat; the class
@@ -194,15 +204,12 @@ class OneTargetScheme(TriggerSetScheme):
         details: dict[str, Any] = {"queries": suspect.queries, "suspect": suspect.description,
                                    "predictions": evidence.predictions.tolist(), "null_controls": null.size}
         refusal = None
-        if evidence.probe_predictions is not None:
-            rate = float((evidence.probe_predictions == target).float().mean())
-            details["probe_target_rate"] = rate
-            if rate > MAX_PROBE_TARGET_RATE:
-                refusal = (f"not specific: the suspect sent {100 * rate:.0f}% of ordinary images of other "
-                           f"classes to the target class {target}, so sending triggers there proves nothing")
-        else:
-            details["probe_target_rate"] = None
+        rate = details["probe_target_rate"] = self.probe_target_rate(evidence, key)
+        if rate is None:
             details["warning"] = "this key has no probe images: a suspect that answers the target for everything is not caught"
+        elif rate > MAX_PROBE_TARGET_RATE:
+            refusal = (f"not specific: the suspect sent {100 * rate:.0f}% of ordinary images of other "
+                       f"classes to the target class {target}, so sending triggers there proves nothing")
         return control_verdict(
             scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
             total=len(evidence.labels), control_counts=null.counts(indices),

@@ -106,6 +106,10 @@ class TriggerSetScheme(WatermarkScheme):
         if answers.is_floating_point() and not bool(torch.isfinite(answers).all()):
             raise NNMarkError(f"suspect '{suspect.description}' answered NaN: its output cannot be read as labels")
         answers = answers.long()
+        if len(answers) and (answers.min() < 0 or answers.max() >= key.num_classes):
+            raise NNMarkError(f"suspect '{suspect.description}' answered class {int(answers.max())}, but the key is "
+                              f"for a model of {key.num_classes} classes: it does not fit this suspect",
+                              field="num_classes", expected=f"labels in 0..{key.num_classes - 1}")
         unshuffled = torch.empty_like(answers)
         unshuffled[order] = answers
         return TriggerEvidence(unshuffled[:len(inputs)], labels,

@@ -117,3 +117,8 @@ def test_any_object_with_predict_is_a_suspect(adi):
     assert verdict.details["queries"] == 40 and verdict.details["suspect"] == "Bare"
     with pytest.raises(NNMarkError, match="cannot query a suspect of type int"):
         verify_model(3, adi)
+
+
+def test_answers_outside_the_keys_classes_are_refused(adi):
+    with pytest.raises(NNMarkError, match="answered class 999, but the key is for a model of 10 classes"):
+        verify_model(FixedAnswers([], default=999), adi)
