@@ -36,3 +36,7 @@ class NNMarkError(Exception):
             text += f" (expected {expected}"
             text += f", got {got!r})" if got is not None else ")"
         super().__init__(text)
+
+
+class NonFiniteOutput(NNMarkError):
+    """A suspect whose outputs are NaN or infinite: there is nothing to read a verdict from."""

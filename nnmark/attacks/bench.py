@@ -30,7 +30,7 @@ from nnmark import __version__
 from nnmark.api import generate_key, measure_null, train_control, train_model, verify_model
 from nnmark.attacks.base import AttackContext, get_attack, parse_chain, resolve_strengths, run_chain
 from nnmark.data.base import Dataset, load_dataset
-from nnmark.errors import NNMarkError
+from nnmark.errors import NNMarkError, NonFiniteOutput
 from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
 from nnmark.schemes.base import get_scheme
@@ -229,15 +229,21 @@ class Bench:
                                 victim_key=victim.key, progress=self.progress)
         attacked = run_chain(victim.model, steps, context, strength)
         accuracy = evaluate(attacked, self.data.test_x, self.data.test_y, device=config.attack_train.device)
-        verdict = verify_model(attacked, victim.key, alpha=config.alpha, null=victim.null)
+        try:
+            verdict = verify_model(attacked, victim.key, alpha=config.alpha, null=victim.null)
+            judged = {"owned": verdict.owned, "p_value": verdict.p_value, "matches": verdict.matches,
+                      "total": verdict.total, "threshold": verdict.threshold, "statistic": verdict.statistic,
+                      "evidence": verdict.agreement}
+        except NonFiniteOutput:  # the attack broke the model outright: no mark, and no model either
+            total = victim.key.item_count
+            judged = {"owned": False, "p_value": 1.0, "matches": 0, "total": total, "threshold": total + 1,
+                      "statistic": "the attacked model outputs NaN", "evidence": 0.0}
         epochs = sum(attack.epochs(value, context) for attack, value in resolve_strengths(steps, strength))
         keeps_accuracy = accuracy >= victim.accuracy - config.tolerance
         record = {
             "scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-            "test_accuracy": accuracy, "victim_accuracy": victim.accuracy,
-            "owned": verdict.owned, "p_value": verdict.p_value, "matches": verdict.matches,
-            "total": verdict.total, "threshold": verdict.threshold, "statistic": verdict.statistic,
-            "evidence": verdict.agreement, "removed": victim.owned and (not verdict.owned) and keeps_accuracy,
+            "test_accuracy": accuracy, "victim_accuracy": victim.accuracy, **judged,
+            "removed": victim.owned and (not judged["owned"]) and keeps_accuracy,
             "victim_owned": victim.owned,
             "keeps_accuracy": keeps_accuracy,
             "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": epochs},

@@ -2,6 +2,7 @@
 (architecture name, its arguments, class count, input shape, normalisation) to rebuild the module."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def create_model(spec: ModelSpec, seed: int | None = None) -> Classifier:
         try:
             net = factory(num_classes=spec.num_classes, input_shape=tuple(spec.input_shape),
                           **spec.kwargs)
-        except TypeError as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise NNMarkError(f"bad arguments for model '{spec.architecture}' ({exc})",
                               field="kwargs") from None
         return Classifier(net, spec.mean, spec.std)
@@ -114,8 +115,16 @@ def read_spec(path: Path) -> tuple[ModelSpec, dict[str, Any]]:
         raise NNMarkError("must be at least 2", path=where, field="model.num_classes", got=num_classes)
     if not isinstance(kwargs, dict):
         raise NNMarkError("must be an object", path=where, field="model.kwargs", got=kwargs)
+    for name, values, positive in (("mean", mean, False), ("std", std, True)):
+        if len(values) != shape[0] or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              and math.isfinite(v) and (v > 0 or not positive) for v in values):
+            raise NNMarkError(f"must be {shape[0]} finite numbers{' above 0' if positive else ''}", path=where,
+                              field=f"model.{name}", got=values)
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise NNMarkError("must be an object", path=where, field="metadata", got=type(metadata).__name__)
     spec = ModelSpec(architecture, num_classes, tuple(shape), tuple(mean), tuple(std), kwargs)
-    return spec, data.get("metadata", {})
+    return spec, metadata
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
@@ -144,6 +153,11 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
                                                ("wrong shape", wrong_shape)) if keys)
         raise NNMarkError(f"weights do not fit architecture '{spec.architecture}' ({detail})",
                           path=weights_path)
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        # A network with NaN or infinite weights answers nonsense; verifying, exporting or training
+        # from it would turn that nonsense into a verdict or a new model.
+        raise NNMarkError(f"weights hold NaN or infinite values ({', '.join(broken[:5])})", path=weights_path)
     model.load_state_dict(state)
     model.eval()
     return LoadedModel(model, spec, metadata, path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from nnmark.errors import NNMarkError
+from nnmark.errors import NNMarkError, NonFiniteOutput
 from nnmark.schemes.base import WatermarkScheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import MixInSamples, TrainingHook
@@ -104,7 +104,7 @@ class TriggerSetScheme(WatermarkScheme):
             raise NNMarkError(f"suspect '{suspect.description}' returned {tuple(answers.shape)} "
                               f"labels for {len(queries)} queries", expected=f"shape ({len(queries)},)")
         if answers.is_floating_point() and not bool(torch.isfinite(answers).all()):
-            raise NNMarkError(f"suspect '{suspect.description}' answered NaN: its output cannot be read as labels")
+            raise NonFiniteOutput(f"suspect '{suspect.description}' answered NaN: its output cannot be read as labels")
         answers = answers.long()
         if len(answers) and (answers.min() < 0 or answers.max() >= key.num_classes):
             raise NNMarkError(f"suspect '{suspect.description}' answered class {int(answers.max())}, but the key is "

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from nnmark.errors import NNMarkError
+from nnmark.errors import NNMarkError, NonFiniteOutput
 from nnmark.training.trainer import predict_logits, resolve_device
 
 
@@ -46,8 +46,8 @@ class ModuleSuspect:
         logits = predict_logits(self._module, inputs, self.batch_size, self.device)
         if not bool(torch.isfinite(logits).all()):
             # argmax would read NaN as some class and the verdict would look like evidence
-            raise NNMarkError(f"suspect '{self.description}' outputs NaN or infinite logits (are its weights "
-                              "finite?): its answers cannot be read as labels")
+            raise NonFiniteOutput(f"suspect '{self.description}' outputs NaN or infinite logits (are its weights "
+                                  "finite?): its answers cannot be read as labels")
         return logits.argmax(1)
 
 

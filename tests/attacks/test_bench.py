@@ -88,3 +88,25 @@ def test_attack_and_bench_commands(tmp_path):
     result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "prune+ftll",
                  "--strength", 0.5)
     assert result.exit_code == 2 and "single attack" in result.output
+
+
+@pytest.mark.slow
+def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_path, monkeypatch):
+    import copy
+
+    import torch
+
+    import nnmark.attacks.bench as bench
+
+    def break_it(model, steps, context, strength):
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            for parameter in broken.parameters():
+                parameter.fill_(float("nan"))
+        return broken
+
+    monkeypatch.setattr(bench, "run_chain", break_it)
+    results = run_bench(BenchConfig(["adi"], ["quantize:4"], victim=TrainConfig(epochs=2, batch_size=64, lr=0.05)),
+                        tmp_path / "b")
+    [cell] = results["records"]
+    assert not cell["owned"] and cell["statistic"] == "the attacked model outputs NaN" and not cell["removed"]

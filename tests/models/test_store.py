@@ -73,3 +73,27 @@ def test_save_refuses_to_clobber(tmp_path, spec):
     with pytest.raises(NNMarkError, match="already exists"):
         save_model(model, spec, tmp_path / "m")
     save_model(model, spec, tmp_path / "m", force=True)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("std", [0.0], "field 'model.std': must be 1 finite numbers above 0"),
+    ("mean", ["x"], "field 'model.mean'"),
+    ("kwargs", {"width": -4}, "bad arguments for model 'small-cnn'"),
+])
+def test_hostile_model_json_is_refused_by_name(tmp_path, spec, field, value, message):
+    save_model(create_model(spec, seed=0), spec, tmp_path / "m")
+    path = tmp_path / "m" / "model.json"
+    meta = json.loads(path.read_text())
+    meta["model"][field] = value
+    path.write_text(json.dumps(meta))
+    with pytest.raises(NNMarkError, match=message):
+        load_model(tmp_path / "m")
+
+
+def test_nan_weights_are_refused(tmp_path, spec):
+    model = create_model(spec, seed=0)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    save_model(model, spec, tmp_path / "m")
+    with pytest.raises(NNMarkError, match="weights hold NaN or infinite values"):
+        load_model(tmp_path / "m")
