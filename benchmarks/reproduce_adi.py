@@ -19,7 +19,8 @@ from _papers import Table, adi_key, arguments, load, parse, setting, train
 from nnmark.api import verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
 from nnmark.models.store import ModelSpec
-from nnmark.training import TrainConfig, evaluate
+from nnmark.training import TrainConfig
+from nnmark.models.inference import evaluate
 
 ATTACKS = ("ftll", "ftal", "rtll", "rtal")
 

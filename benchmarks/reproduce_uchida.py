@@ -20,7 +20,8 @@ from nnmark.api import generate_key, verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
 from nnmark.models.store import ModelSpec
 from nnmark.models.wide_resnet import UCHIDA_LAYER
-from nnmark.training import TrainConfig, evaluate
+from nnmark.training import TrainConfig
+from nnmark.models.inference import evaluate
 
 
 def main() -> None:

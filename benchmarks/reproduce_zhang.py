@@ -18,7 +18,7 @@ from _papers import Table, arguments, load, parse, setting, train
 from nnmark.api import generate_key, measure_null, train_controls, verify_model
 from nnmark.attacks import AttackContext, parse_chain, run_chain
 from nnmark.models.store import ModelSpec
-from nnmark.training import evaluate
+from nnmark.models.inference import evaluate
 
 SCHEMES = ("content", "noise", "unrelated")
 

@@ -29,7 +29,8 @@ from _papers import machine
 from nnmark.data.base import Augmentation
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
-from nnmark.training import MixInSamples, TrainConfig, fit, resolve_device
+from nnmark.training import MixInSamples, TrainConfig, fit
+from nnmark.models.inference import resolve_device
 
 
 class PerSampleAugmented(TorchDataset):

@@ -17,7 +17,8 @@ from nnmark.models.store import Classifier, LoadedModel, ModelSpec, create_model
 from nnmark.schemes.base import KeygenContext, get_scheme
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.distributed import Distributed
-from nnmark.training.trainer import TrainConfig, TrainResult, evaluate, fit, predict_logits
+from nnmark.training.trainer import TrainConfig, TrainResult, fit
+from nnmark.models.inference import evaluate, predict_logits
 from nnmark.verification.nulls import ControlNull, ControlRecord
 from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict
 from nnmark.verification.suspects import Suspect, as_suspect

@@ -107,7 +107,7 @@ def _run_encoder_decoder_demo(out, data, config, spec, seed, alpha, force, progr
                            screen_with=_screening_models("encoder-decoder", data, seed, progress))
         save_key(key, staging / "key")
         implanted, implanted_spec, info = implant_watermark(clean.model, spec, key, data.train_x)
-        from nnmark.training.trainer import evaluate
+        from nnmark.models.inference import evaluate
 
         quality = key.params["quality"]
         summary: dict[str, Any] = {

@@ -36,7 +36,8 @@ from nnmark.models.store import ModelSpec, load_model, save_model
 from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import load_key, save_key
 from nnmark.training.distributed import Distributed, run_on_main
-from nnmark.training.trainer import TrainConfig, evaluate
+from nnmark.training.trainer import TrainConfig
+from nnmark.models.inference import evaluate
 
 MARKER = ".nnmark-bench"
 SCREENING_MODELS = 6

@@ -9,7 +9,8 @@ import torch
 
 from nnmark.attacks.base import Attack, AttackContext, register_attack
 from nnmark.models.store import Classifier, create_model
-from nnmark.training.trainer import fit, predict_logits
+from nnmark.training.trainer import fit
+from nnmark.models.inference import predict_logits
 
 
 @register_attack("distill")

@@ -14,7 +14,7 @@ from torch.nn.utils import prune
 from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier
-from nnmark.training.trainer import predict_logits
+from nnmark.models.inference import predict_logits
 
 FINETUNE_EPOCHS = 2
 

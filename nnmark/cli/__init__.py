@@ -570,7 +570,7 @@ def attack(
     from nnmark.io import ensure_can_write
     from nnmark.models.store import load_model, save_model
     from nnmark.schemes.key import load_key
-    from nnmark.training.trainer import evaluate
+    from nnmark.models.inference import evaluate
 
     if out is not None:
         ensure_can_write(out, force)

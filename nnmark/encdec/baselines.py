@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nnmark.encdec.networks import Decoder
+from nnmark.models.fatty_skinny import Decoder
 from nnmark.schemes.trojan import stamp_patch
 
 

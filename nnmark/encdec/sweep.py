@@ -11,11 +11,12 @@ from nnmark.data.base import Dataset
 from nnmark.encdec.baselines import SWM, train_detector, trojan_stamp
 from nnmark.encdec.content import ContentLoss
 from nnmark.encdec.metrics import decoding_success, image_damage
-from nnmark.encdec.networks import Decoder, Encoder
+from nnmark.models.fatty_skinny import Decoder, Encoder
 from nnmark.encdec.train import JointConfig, train_jointly
-from nnmark.encdec.usecases import RejectOrBypass, implant, train_injection
+from nnmark.encdec.usecases import RejectOrBypass, train_injection
+from nnmark.models.decode_inject import implant
 from nnmark.models.store import Classifier, ModelSpec
-from nnmark.training.trainer import evaluate
+from nnmark.models.inference import evaluate
 
 
 def run_sweep(data: Dataset, content: ContentLoss, *, sizes=(1, 2, 3), gammas=(0.01, 0.05, 0.1),

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from nnmark.encdec.content import ContentLoss
-from nnmark.encdec.networks import Decoder, Encoder
-from nnmark.training.trainer import resolve_device
+from nnmark.models.fatty_skinny import Decoder, Encoder
+from nnmark.models.inference import resolve_device
 
 
 @dataclass

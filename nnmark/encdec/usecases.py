@@ -1,9 +1,8 @@
 """The paper's use cases (Appendix B): a trained decoder implanted in a host network.
 
-* :class:`DecodeInjectNet` — ``c_i ← relu(conv(c_{i−1})) + decode&inject(x)``: the decoder reads
-  the input image and, when it sees the watermark, adds a trained tensor w to the feature map of a
-  chosen layer of the host; otherwise it adds zero. Only w is trained. Used to prove ownership
-  (marked inputs go to a chosen label) or to demonstrate a backdoor.
+* decode&inject (:mod:`nnmark.models.decode_inject`): only w of the implanted model is trained
+  (:func:`train_injection`). Used to prove ownership (marked inputs go to a chosen label) or to
+  demonstrate a backdoor.
 * :class:`RejectOrBypass` — admission control: forwards only inputs the decoder calls marked.
 """
 from __future__ import annotations
@@ -14,98 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnmark.encdec.networks import Decoder
-from nnmark.errors import NNMarkError
-from nnmark.models.registry import MODELS, register_model
-from nnmark.models.store import Classifier, ModelSpec, create_model
-
-
-class DecodeInjectNet(nn.Module):
-    """A host network with a decoder and an injection tensor ``w`` at layer ``layer``. It receives
-    the host's normalised input and undoes the normalisation for the decoder, which reads raw
-    [0, 1] images."""
-
-    def __init__(self, host: nn.Module, decoder: Decoder, layer: str, feature_shape: tuple[int, ...],
-                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.host, self.decoder, self.layer = host, decoder, layer
-        self.w = nn.Parameter(torch.zeros(feature_shape))
-        self.register_buffer("input_mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("input_std", torch.tensor(std).view(1, -1, 1, 1))
-        modules = dict(host.named_modules())
-        if layer not in modules:
-            raise NNMarkError(f"host has no layer '{layer}'", field="layer")
-        self._gate: torch.Tensor | None = None
-        modules[layer].register_forward_hook(self._inject)
-
-    def _inject(self, _module, _inputs, output):
-        if self._gate is None:
-            return output
-        return output + self._gate.view(-1, *([1] * (output.dim() - 1))) * self.w
-
-    def gate(self, z: torch.Tensor) -> torch.Tensor:
-        """1 where the decoder sees the watermark — the paper's if-else, hard."""
-        raw = z * self.input_std + self.input_mean
-        return (self.decoder(raw) > 0).float()
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        self._gate = self.gate(z)
-        try:
-            return self.host(z)
-        finally:
-            self._gate = None
-
-
-@register_model("decode-inject")
-def decode_inject(num_classes: int, input_shape: tuple[int, int, int], host_architecture: str = "small-cnn",
-                  host_kwargs: dict | None = None, decoder_size: int = 3, decoder_width: int = 8,
-                  layer: str = "features.12", feature_shape: tuple[int, ...] | None = None,
-                  mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> nn.Module:
-    """Rebuilds an implanted model from its stored description (weights come from the file)."""
-    if host_architecture == "decode-inject" or host_architecture not in MODELS:
-        raise NNMarkError(f"unknown host architecture '{host_architecture}'", field="host_architecture")
-    host = MODELS.get(host_architecture)(num_classes=num_classes, input_shape=input_shape, **(host_kwargs or {}))
-    if feature_shape is None:  # not stored: read it off the host at this input size
-        feature_shape = _output_shape(host, layer, input_shape)
-    return DecodeInjectNet(host, Decoder(input_shape[0], decoder_size, decoder_width), layer,
-                           tuple(feature_shape), tuple(mean), tuple(std))
-
-
-def _output_shape(net: nn.Module, layer: str, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
-    modules = dict(net.named_modules())
-    if layer not in modules:
-        known = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.ReLU, nn.BatchNorm2d))]
-        raise NNMarkError(f"host has no layer '{layer}'", field="layer", expected=", ".join(known[:12]))
-    shapes = []
-    handle = modules[layer].register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
-    was_training = net.training
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, *input_shape))
-    finally:
-        handle.remove()
-        net.train(was_training)
-    return shapes[0]
-
-
-def feature_shape_at(host: Classifier, layer: str, input_shape: tuple[int, int, int]) -> tuple[int, ...]:
-    return _output_shape(host.net, layer, input_shape)
-
-
-def implant(host: Classifier, host_spec: ModelSpec, decoder: Decoder, layer: str) -> tuple[Classifier, ModelSpec]:
-    """A copy of ``host`` with ``decoder`` and a zero ``w`` attached at ``layer``."""
-    shape = feature_shape_at(host, layer, tuple(host_spec.input_shape))
-    size = sum(1 for m in decoder.features if isinstance(m, nn.Conv2d))
-    width = decoder.features[0].out_channels
-    spec = ModelSpec("decode-inject", host_spec.num_classes, tuple(host_spec.input_shape), host_spec.mean,
-                     host_spec.std, {"host_architecture": host_spec.architecture, "host_kwargs": host_spec.kwargs,
-                                     "decoder_size": size, "decoder_width": width, "layer": layer,
-                                     "feature_shape": list(shape), "mean": list(host_spec.mean),
-                                     "std": list(host_spec.std)})
-    implanted = create_model(spec)
-    implanted.net.host.load_state_dict(host.net.state_dict())
-    implanted.net.decoder.load_state_dict(decoder.state_dict())
-    return implanted.eval(), spec
+from nnmark.models.fatty_skinny import Decoder
+from nnmark.models.store import Classifier
 
 
 def train_injection(implanted: Classifier, marked: torch.Tensor, target: int, epochs: int = 30,

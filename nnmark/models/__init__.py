@@ -1,6 +1,5 @@
 """Model architectures (registered by name) and pickle-free storage."""
-from nnmark.models import mlp, resnet, small_cnn, wide_resnet  # noqa: F401 - modules register their architectures
-from nnmark.encdec import usecases as _usecases  # noqa: F401,E402 - registers decode-inject
+from nnmark.models import decode_inject, mlp, resnet, small_cnn, wide_resnet  # noqa: F401 - modules register their architectures
 from nnmark.models.registry import MODELS, register_model
 from nnmark.models.store import (
     Classifier,

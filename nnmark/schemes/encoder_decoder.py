@@ -21,7 +21,7 @@ import torch
 
 from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
 from nnmark.encdec.metrics import decoding_success, image_damage
-from nnmark.encdec.networks import Decoder, Encoder, parameter_count
+from nnmark.models.fatty_skinny import Decoder, Encoder, parameter_count
 from nnmark.encdec.train import JointConfig, train_jointly
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec
@@ -134,7 +134,8 @@ def implant_watermark(host: Classifier, host_spec: ModelSpec, key: WatermarkKey,
                       layer: str = "features.12", epochs: int = 30) -> tuple[Classifier, ModelSpec, dict[str, Any]]:
     """decode&inject: attach the key's decoder to a copy of ``host`` at ``layer`` and train only w so
     that images marked by the key's encoder go to the key's target class."""
-    from nnmark.encdec.usecases import implant, train_injection
+    from nnmark.encdec.usecases import train_injection
+    from nnmark.models.decode_inject import implant
 
     encoder, decoder = networks_from_key(key)
     implanted, spec = implant(host, host_spec, decoder, layer)

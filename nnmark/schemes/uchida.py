@@ -33,7 +33,7 @@ from nnmark.schemes.base import (
     require_tensor,
 )
 from nnmark.schemes.key import WatermarkKey
-from nnmark.training.hooks import TrainingHook
+from nnmark.training.hooks import StepOutputs, TrainingHook
 from nnmark.verification.nulls import ControlNull
 from nnmark.verification.stats import Verdict, binomial_verdict
 from nnmark.verification.suspects import Suspect
@@ -113,7 +113,7 @@ class SignatureRegulariser(TrainingHook):
         self.projection = self.key.tensors["projection"].to(device)
         self.bits = self.key.tensors["bits"].to(device)
 
-    def extra_loss(self, model: nn.Module) -> torch.Tensor:
+    def extra_loss(self, model: nn.Module, outputs: StepOutputs) -> torch.Tensor:
         logits = self.projection @ averaged_weight(self.weight)
         return self.strength * F.binary_cross_entropy_with_logits(logits, self.bits, reduction="sum")
 

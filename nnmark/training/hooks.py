@@ -1,8 +1,28 @@
 """How a watermark (or anything else) takes part in training without owning the loop."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
+
+
+@dataclass
+class StepOutputs:
+    """What one training step computed, for hooks whose loss depends on it.
+
+    ``inputs`` is the whole batch as the model saw it: the ``data_count`` data samples first,
+    then every hook's mixed-in samples in hook order; ``logits`` has one row per input.
+    ``features`` maps each layer name a hook asked for (:meth:`TrainingHook.feature_layers`) to
+    that layer's output for the whole batch (with its gradient).
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    logits: torch.Tensor
+    data_count: int
+    step: int
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TrainingHook:
@@ -10,8 +30,13 @@ class TrainingHook:
 
     ``extra_samples`` returns inputs and integer labels appended to every batch (a trigger set is
     mixed in this way); ``extra_loss`` returns a term added to the task loss (a weight
-    regulariser is embedded this way).
+    regulariser is embedded this way; a feature-level loss reads ``outputs.features`` for the
+    layers named by ``feature_layers``).
     """
+
+    def feature_layers(self) -> tuple[str, ...]:
+        """Names (as in ``model.named_modules()``) of layers whose outputs ``extra_loss`` reads."""
+        return ()
 
     def setup(self, model: nn.Module, device: torch.device) -> None:  # noqa: B027
         """Called once before the first step, with the model already on ``device``."""
@@ -23,7 +48,7 @@ class TrainingHook:
     def extra_samples(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
-    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+    def extra_loss(self, model: nn.Module, outputs: StepOutputs) -> torch.Tensor | None:
         return None
 
 

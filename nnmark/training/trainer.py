@@ -11,9 +11,10 @@ ranks draw alike, so an epoch covers the data once across ranks as it does in on
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,14 +25,9 @@ from torch import nn
 from nnmark.data.augment import augment
 from nnmark.data.base import Augmentation
 from nnmark.errors import NNMarkError
+from nnmark.models.inference import resolve_device
 from nnmark.training.distributed import Distributed, split_batch
-from nnmark.training.hooks import TrainingHook
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from nnmark.training.hooks import StepOutputs, TrainingHook
 
 
 @dataclass
@@ -163,7 +159,7 @@ def fit(
         network = torch.compile(network, mode="reduce-overhead" if on_cuda else "default", dynamic=False)
     start = time.perf_counter()
     rng_devices = [device] if on_cuda else []
-    with torch.random.fork_rng(devices=rng_devices):
+    with _capture_features(model, hooks) as captured, torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed + rank)
         generator = torch.Generator(device=device).manual_seed(config.seed)
         # Ranks share the shuffle (so their slices are disjoint) but not the augmentation draws.
@@ -184,7 +180,7 @@ def fit(
                 x = augment(inputs[take], augmentation, augment_generator)
                 y = targets[take]
                 loss = _step_loss(network, model, x, y, hooks, step, config.label_smoothing, use_amp,
-                                  device, memory_format)
+                                  device, memory_format, captured)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -207,12 +203,13 @@ def fit(
     return result
 
 
-def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format):
+def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format, captured):
     """``network`` runs the forward pass (the DDP wrapper when data-parallel); hooks see the bare
-    ``model``."""
+    ``model``. ``captured`` is filled by forward hooks on the layers hooks asked to read."""
     extras = [sample for hook in hooks if (sample := hook.extra_samples(step)) is not None]
     batch_inputs = torch.cat([x] + [ex for ex, _ in extras]) if extras else x
     batch_inputs = batch_inputs.contiguous(memory_format=memory_format)
+    captured.clear()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
         logits = network(batch_inputs)
     logits = logits.float()
@@ -226,24 +223,28 @@ def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, devi
         loss = loss + F.cross_entropy(part, extra_y, reduction="sum")
         offset += len(extra_y)
     loss = loss / offset
+    outputs = StepOutputs(batch_inputs, y, logits, count, step, dict(captured))
     for hook in hooks:
-        term = hook.extra_loss(model)
+        term = hook.extra_loss(model, outputs)
         if term is not None:
             loss = loss + term
     return loss
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1000,
-                   device: str | torch.device = "auto") -> torch.Tensor:
-    device = resolve_device(device)
-    model.eval().to(device)
-    outputs = [model(inputs[i:i + batch_size].to(device)).float() for i in range(0, len(inputs), batch_size)]
-    return torch.cat(outputs).cpu() if outputs else torch.empty(0)
-
-
-def evaluate(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000,
-             device: str | torch.device = "auto") -> float:
-    """Top-1 accuracy in [0, 1]."""
-    predictions = predict_logits(model, inputs, batch_size, device).argmax(1)
-    return (predictions == labels.cpu()).float().mean().item()
+@contextlib.contextmanager
+def _capture_features(model: nn.Module, hooks: Sequence[TrainingHook]) -> Iterator[dict[str, torch.Tensor]]:
+    """Forward hooks that keep the outputs of every layer a training hook asked for."""
+    wanted = sorted({name for hook in hooks for name in hook.feature_layers()})
+    modules = dict(model.named_modules())
+    missing = [name for name in wanted if name not in modules]
+    if missing:
+        raise NNMarkError(f"the model has no layer {', '.join(missing)} for a training hook to read",
+                          field="feature_layers", expected=", ".join(list(modules)[1:12]))
+    captured: dict[str, torch.Tensor] = {}
+    handles = [modules[name].register_forward_hook(
+        lambda _module, _inputs, output, name=name: captured.__setitem__(name, output)) for name in wanted]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()

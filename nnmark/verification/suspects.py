@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nnmark.errors import NNMarkError, NonFiniteOutput
-from nnmark.training.trainer import predict_logits, resolve_device
+from nnmark.models.inference import predict_logits, resolve_device
 
 
 @runtime_checkable

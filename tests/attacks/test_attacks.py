@@ -10,7 +10,8 @@ from nnmark.attacks.quantize import quantize_weight
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 from nnmark.schemes import WatermarkKey
-from nnmark.training import TrainConfig, evaluate, fit
+from nnmark.training import TrainConfig, fit
+from nnmark.models.inference import evaluate
 
 
 @pytest.fixture(scope="module")

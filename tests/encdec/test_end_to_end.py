@@ -9,11 +9,13 @@ from typer.testing import CliRunner
 from nnmark.api import generate_key, measure_null, train_model, verify_model
 from nnmark.cli import app
 from nnmark.encdec.metrics import decoding_success, image_damage
-from nnmark.encdec.usecases import RejectOrBypass, implant, train_injection
+from nnmark.encdec.usecases import RejectOrBypass, train_injection
+from nnmark.models.decode_inject import implant
 from nnmark.models import load_model, save_model
 from nnmark.schemes import load_key, save_key
 from nnmark.schemes.encoder_decoder import implant_watermark, networks_from_key
-from nnmark.training import TrainConfig, evaluate
+from nnmark.training import TrainConfig
+from nnmark.models.inference import evaluate
 
 pytestmark = pytest.mark.slow
 

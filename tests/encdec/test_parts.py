@@ -5,7 +5,7 @@ from torch import nn
 from nnmark.encdec.baselines import SWM, train_detector, trojan_stamp
 from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
 from nnmark.encdec.metrics import decoding_success, entropy_ratio, image_damage, shannon_entropy
-from nnmark.encdec.networks import Decoder, Encoder
+from nnmark.models.fatty_skinny import Decoder, Encoder
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 

@@ -34,6 +34,6 @@ def sign_with_regulariser(model, key, steps: int, strength: float = 1.0, lr: flo
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(steps):
         optimizer.zero_grad()
-        hook.extra_loss(model).backward()
+        hook.extra_loss(model, None).backward()  # the regulariser reads weights only
         optimizer.step()
     return model

@@ -7,7 +7,8 @@ from torch import nn
 
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
-from nnmark.training import MixInSamples, TrainConfig, TrainingHook, evaluate, fit
+from nnmark.training import MixInSamples, TrainConfig, TrainingHook, fit
+from nnmark.models.inference import evaluate
 
 
 def tiny_problem(n=64):
@@ -28,8 +29,9 @@ class Recorder(TrainingHook):
     def setup(self, model, device):
         self.device = device
 
-    def extra_loss(self, model):
+    def extra_loss(self, model, outputs):
         self.calls += 1
+        self.last = outputs
         return torch.zeros((), device=self.device)
 
 
@@ -49,6 +51,9 @@ def test_hooks_are_called_every_step_and_samples_mixed_in():
     result = fit(tiny_model(), x, y, TrainConfig(epochs=3, batch_size=16), hooks=[recorder, triggers])
     assert result.steps == 12 and recorder.calls == 12
     assert result.samples == 12 * 16
+    # the hook saw the whole batch: 16 data samples, then the 4 mixed in, with a logit row each
+    assert recorder.last.data_count == 16 and recorder.last.logits.shape == (20, 2)
+    assert recorder.last.inputs.shape == (20, 1, 8, 8) and recorder.last.step == 11
 
 
 def test_mix_in_cycles_through_every_sample():
@@ -62,7 +67,7 @@ def test_extra_loss_changes_training():
     x, y = tiny_problem()
 
     class PullToZero(TrainingHook):
-        def extra_loss(self, model):
+        def extra_loss(self, model, outputs):
             return 10.0 * sum(p.pow(2).sum() for p in model.net.classifier.parameters())
 
     plain, pulled = tiny_model(), tiny_model()
@@ -117,3 +122,39 @@ def test_compiled_steps_train_like_eager_ones():
                                                                       abs=0.02)
     assert not any(name.startswith("_orig_mod") for name in compiled.state_dict())  # the model stays bare
     assert evaluate(compiled, x, y) == pytest.approx(evaluate(eager, x, y), abs=0.05)
+
+
+def test_feature_hook_reads_a_layer_and_shapes_it():
+    """A feature-level loss (as EWE's) sees the named layer's output for the whole batch, with its
+    gradient: pushing that layer's activations to zero changes them."""
+    x, y = tiny_problem()
+    layer = "net.features.0"
+
+    class QuietLayer(TrainingHook):
+        seen = None
+
+        def feature_layers(self):
+            return (layer,)
+
+        def extra_loss(self, model, outputs):
+            self.seen = outputs.features[layer].shape
+            return 5.0 * outputs.features[layer].pow(2).mean()
+
+    plain, quiet = tiny_model(), tiny_model()
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, weight_decay=0)
+    fit(plain, x, y, config)
+    hook = QuietLayer()
+    fit(quiet, x, y, config, hooks=[hook])
+    assert hook.seen[0] == 16 and len(hook.seen) == 4
+    energy = lambda m: dict(m.named_modules())[layer]((x - m.mean) / m.std).pow(2).mean()  # noqa: E731
+    with torch.no_grad():
+        assert energy(quiet) < 0.5 * energy(plain)
+
+
+def test_feature_hook_naming_a_missing_layer_is_refused():
+    class Missing(TrainingHook):
+        def feature_layers(self):
+            return ("net.nowhere",)
+
+    with pytest.raises(NNMarkError, match="no layer net.nowhere"):
+        fit(tiny_model(), *tiny_problem(), TrainConfig(epochs=1, batch_size=16), hooks=[Missing()])
