@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/independen
 
 from _papers import machine  # noqa: E402
 
-from nnmark.api import generate_key, measure_null, train_controls, verify_model  # noqa: E402
+from nnmark.api import generate_key, measure_null, verify_model  # noqa: E402
+from nnmark.workflows.controls import train_controls  # noqa: E402
 from nnmark.data import load_dataset  # noqa: E402
 from nnmark.models import ModelSpec  # noqa: E402
 from nnmark.verification.stats import binomial_tail  # noqa: E402

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from _papers import Table, arguments, load, parse, setting, train
 
-from nnmark.api import generate_key, measure_null, train_controls, verify_model
+from nnmark.api import generate_key, measure_null, verify_model
+from nnmark.workflows.controls import train_controls
 from nnmark.attacks import AttackContext, parse_chain, run_chain
 from nnmark.models.store import ModelSpec
 from nnmark.models.inference import evaluate

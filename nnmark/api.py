@@ -3,6 +3,7 @@ over these; each takes explicit arguments and returns values, and none writes fi
 is a ``save_*`` function."""
 from __future__ import annotations
 
+import copy
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from nnmark.schemes.key import WatermarkKey
 from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, fit
 from nnmark.models.inference import evaluate, predict_logits
-from nnmark.verification.nulls import ControlNull, ControlRecord
-from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict
+from nnmark.verification.nulls import ControlModel, ControlNull, ControlRecord
+from nnmark.verification.stats import Verdict, binomial_tail, binomial_verdict, clopper_pearson, control_verdict
 from nnmark.verification.suspects import Suspect, as_suspect
 
 MODES = ("scratch", "pretrained", "distill")
@@ -59,10 +60,8 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, 
                           expected="C,H,W", got=input_shape)
     implementation = get_scheme(scheme)
     context = KeygenContext(num_classes, tuple(input_shape), seed, dataset, model_spec, classifier, progress)
-    for need in implementation.needs:
-        if getattr(context, need) is None:
-            raise NNMarkError(f"scheme '{scheme}' needs a {need.replace('_', ' ')} to make a key")
     parsed = implementation.make_options("keygen", options)
+    context.require(scheme, implementation.requirements(parsed))
     if screen_with:
         suspects = [as_suspect(m, f"screening model {i}") for i, m in enumerate(screen_with)]
         key = implementation.keygen_screened(context, parsed, suspects)
@@ -104,13 +103,14 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
     """Train a model on ``dataset``, embedding ``key`` if given.
 
     * ``mode="scratch"``: a fresh ``architecture`` trained on the labels;
-    * ``mode="pretrained"``: fine-tune ``base`` (a loaded model) with the watermark mixed in
-      (Adi et al.'s second setting, Uchida et al.'s fine-tuning);
+    * ``mode="pretrained"``: fine-tune a copy of ``base`` (a loaded model; never ``base`` itself)
+      with the watermark mixed in (Adi et al.'s second setting, Uchida et al.'s fine-tuning);
     * ``mode="distill"``: a fresh ``architecture`` trained only on ``base``'s softened outputs
       (softmax at ``temperature``) on the training images, never their labels (Uchida et al.'s
       distillation). Augmentation is off there: the soft targets belong to the unaltered images.
 
-    ``distributed`` trains data-parallel with the other ranks of a torchrun group (see
+    ``config``: a :class:`TrainConfig`, e.g. ``preset(preset_for_mode(mode))`` for what the CLI uses
+    (:mod:`nnmark.training.presets`). ``distributed`` trains data-parallel with the other ranks of a torchrun group (see
     :mod:`nnmark.training.distributed`); every rank calls this alike and gets the same model.
     """
     if mode not in MODES:
@@ -124,7 +124,7 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
     if mode == "pretrained":
         spec = base.spec
         _check_dataset_fits(spec, dataset, str(base.path))
-        model = base.model
+        model = copy.deepcopy(base.model)
     else:
         spec = ModelSpec(architecture, dataset.num_classes, dataset.input_shape, dataset.mean,
                          dataset.std, dict(model_kwargs or {}))
@@ -158,71 +158,31 @@ def _check_dataset_fits(spec: ModelSpec, dataset: Dataset, where: str) -> None:
             got=f"{list(spec.input_shape)} with {spec.num_classes} classes")
 
 
-# Control models for an estimated null: several architectures and widths, learning rates and
-# seeds, since models of one recipe agree with one another more than independent models do.
-# Each rate trains its model to within a few points of the best on digits in 5 epochs: an
-# under-trained control is not a model anyone would steal, and its odd answers widen the null.
-CONTROL_RECIPES: tuple[tuple[str, dict[str, Any], float], ...] = (
-    ("small-cnn", {}, 0.05),
-    ("mlp", {"hidden": 256}, 0.05),
-    ("small-cnn", {"width": 8, "hidden": 64}, 0.05),
-    ("mlp", {"hidden": 128, "depth": 1}, 0.1),
-    ("small-cnn", {"width": 24}, 0.1),
-    ("mlp", {"hidden": 512, "depth": 3}, 0.05),
-)
-
-
-@dataclass
-class ControlModel:
-    name: str
-    architecture: str
-    model: Classifier
-    test_accuracy: float
-    spec: ModelSpec | None = None
-
-
-def train_control(dataset: Dataset, index: int, *, epochs: int = 10, seed: int = 0, batch_size: int = 64,
-                  progress=None, description: str | None = None) -> ControlModel:
-    """The ``index``-th control model: recipe ``index`` of :data:`CONTROL_RECIPES` (cycling), seed
-    ``seed + index``, trained on ``dataset`` without any key."""
-    architecture, kwargs, lr = CONTROL_RECIPES[index % len(CONTROL_RECIPES)]
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + index)
-    trained = train_model(dataset, config, architecture=architecture, model_kwargs=kwargs,
-                          progress=progress, description=description or f"control {index + 1}")
-    label = architecture + "".join(f" {k}={v}" for k, v in kwargs.items())
-    return ControlModel(f"{label} (seed {seed + index})", label, trained.model, trained.test_accuracy, trained.spec)
-
-
-def train_controls(dataset: Dataset, count: int, *, epochs: int = 10, seed: int = 0, batch_size: int = 64,
-                   progress=None) -> list[ControlModel]:
-    """``count`` models trained on ``dataset`` without any key, cycling through
-    :data:`CONTROL_RECIPES` with a fresh seed each (``seed``, ``seed + 1``, ...)."""
-    if count < 0:
-        raise NNMarkError("must be 0 or more", field="controls", got=count)
-    return [train_control(dataset, index, epochs=epochs, seed=seed, batch_size=batch_size, progress=progress,
-                          description=f"control {index + 1}/{count}") for index in range(count)]
-
-
 def measure_null(key: WatermarkKey, controls: list[nn.Module | Suspect | ControlModel],
                  names: list[str] | None = None) -> ControlNull:
     """Record how models made without ``key`` answer each of its items; pass the result to
     :func:`verify_model` as ``null`` (required for schemes whose ``null_kind`` is "estimated")."""
+    return _measure(key, controls, names)[0]
+
+
+def _measure(key, controls, names):
     if not controls:
         raise NNMarkError("measuring a null needs control models", field="controls")
     scheme = get_scheme(key.scheme)
     scheme.check_key(key)
-    records = []
+    records, evidences = [], []
     for index, control in enumerate(controls):
         architecture = control.architecture if isinstance(control, ControlModel) else None
         name = names[index] if names else control.name if isinstance(control, ControlModel) else f"control {index}"
         module = control.model if isinstance(control, ControlModel) else control
-        hits, details = scheme.item_hits(as_suspect(module, name), key)
-        rate = details.get("probe_target_rate")
+        evidence = scheme.extract(as_suspect(module, name), key)
         accuracy = control.test_accuracy if isinstance(control, ControlModel) else None
         if accuracy is not None and accuracy != accuracy:  # NaN: not known
             accuracy = None
-        records.append(ControlRecord(name, [int(h) for h in hits.tolist()], rate, architecture, accuracy))
-    return ControlNull(key.commitment, records)
+        records.append(ControlRecord(name, [int(h) for h in evidence.hits.tolist()],
+                                     evidence.facts().get("probe_target_rate"), architecture, accuracy))
+        evidences.append(evidence)
+    return ControlNull(key.commitment, records), evidences
 
 
 def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
@@ -270,7 +230,7 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
     if not controls:
         raise NNMarkError("calibration needs at least one control model")
     scheme = get_scheme(key.scheme)
-    null = measure_null(key, controls, names)
+    null, evidences = _measure(key, controls, names)
     rows: list[dict[str, Any]] = []
     counts = null.counts()
     total = len(null.controls[0].hits)
@@ -281,17 +241,12 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
         matches = int(counts[index])
         if scheme.null_kind == "estimated":
             others = [int(c) for j, c in enumerate(counts) if j != index]
-            from nnmark.schemes.one_target import MAX_PROBE_TARGET_RATE
-
-            refusal = ("not specific" if record.probe_target_rate is not None
-                       and record.probe_target_rate > MAX_PROBE_TARGET_RATE else None)
+            refusal = scheme.judge(evidences[index], key)[0]
             verdict = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
                                       control_counts=others, null_source="", alpha=alpha, refusal=refusal)
             loose = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
                                     control_counts=others, null_source="", alpha=check_alpha, refusal=refusal)
         else:
-            from nnmark.verification.stats import binomial_verdict
-
             rate = scheme.exact_null_rate(key)
             verdict = binomial_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
                                        null_rate=rate, null_source="", alpha=alpha)

@@ -31,6 +31,17 @@ def ensure_can_write(path: str | Path, force: bool) -> Path:
     return path
 
 
+def ensure_can_write_file(path: str | Path, force: bool) -> Path:
+    """As :func:`ensure_can_write`, for an output that is one file; makes its parent folder."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise NNMarkError("already exists; refusing to overwrite it (pass --force to replace it)", path=path)
+    if path.is_dir():
+        raise NNMarkError("is a directory; expected a file to write", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``path`` when the block succeeds."""
@@ -54,12 +65,16 @@ def atomic_directory(path: str | Path, force: bool = False) -> Iterator[Path]:
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text through a temporary file and a rename, as :func:`write_json` does."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

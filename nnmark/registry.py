@@ -2,6 +2,8 @@
 module that registers itself with a decorator."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -39,3 +41,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_plugins(package: str, path: list[str], skip: tuple[str, ...] = ("base",)) -> None:
+    """Import every module of a plug-in package, so that a new scheme, attack, model or dataset
+    is one file that registers itself, with no second list of names to keep in step."""
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_") and module.name not in skip:
+            importlib.import_module(f"{package}.{module.name}")

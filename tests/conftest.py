@@ -37,9 +37,20 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def digits_host(digits):
+    """The trained digits model every test file shares (small-cnn, the "small-data" preset, seed 0):
+    the host to mark, the clean model to compare with. Tests must not change it (train_model
+    fine-tunes a copy of a base it is given)."""
+    from nnmark.api import train_model
+    from nnmark.training.presets import preset
+
+    return train_model(digits, preset("small-data", seed=0), architecture="small-cnn")
+
+
+@pytest.fixture(scope="session")
 def nnmark_controls(digits):
     """20 models nnmark trains without any key (several architectures), to measure nulls on."""
-    from nnmark.api import train_controls
+    from nnmark.workflows.controls import train_controls
 
     return train_controls(digits, 20, epochs=4, seed=700)
 
@@ -48,7 +59,7 @@ def nnmark_controls(digits):
 def screening_models(digits):
     """6 more keyless models, apart from the controls: a target chosen on the models that then
     measure its null would make that null look narrower than it is."""
-    from nnmark.api import train_controls
+    from nnmark.workflows.controls import train_controls
 
     return [c.model for c in train_controls(digits, 6, epochs=3, seed=800)]
 

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from nnmark.api import generate_key, train_model, verify_model
@@ -30,9 +31,10 @@ def test_demo_owned_vs_control(tmp_path):
     assert CliRunner().invoke(app, ["demo", "--out", str(out)]).exit_code == 2
 
 
-def test_pretrained_mode_embeds_into_a_trained_model(digits):
+def test_pretrained_mode_embeds_into_a_trained_model(digits, digits_host):
     key = generate_key("adi", num_classes=10, input_shape=digits.input_shape, seed=9, options={"size": 50})
-    clean = train_model(digits, TrainConfig(epochs=10, batch_size=64, lr=0.05))
+    clean = digits_host
+    before = [p.detach().clone() for p in clean.model.parameters()]
     assert not verify_model(clean.model, key).owned
     base = LoadedModel(clean.model, clean.spec, {}, Path("<in memory>"))
     tuned = train_model(digits, TrainConfig(epochs=8, batch_size=64, lr=0.01, schedule="constant", seed=1),
@@ -40,3 +42,5 @@ def test_pretrained_mode_embeds_into_a_trained_model(digits):
     verdict = verify_model(tuned.model, key)
     assert verdict.owned and verdict.p_value < 1e-6
     assert tuned.test_accuracy >= clean.test_accuracy - 0.02
+    # the API fine-tuned a copy: the caller's model is as it was
+    assert all(torch.equal(a, b) for a, b in zip(before, clean.model.parameters()))

@@ -1,14 +1,5 @@
 """Removal attacks: each maps a model to a model; chains compose them (``a+b+c``)."""
-from nnmark.attacks import (  # noqa: F401 - modules register their attacks
-    distill,
-    fine_prune,
-    finetune,
-    input_transform,
-    overwrite,
-    prune,
-    quantize,
-    weight_noise,
-)
+from nnmark.registry import import_plugins
 from nnmark.attacks.base import (
     ATTACKS,
     Attack,
@@ -22,3 +13,5 @@ from nnmark.attacks.base import (
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackStep", "get_attack", "parse_chain",
            "register_attack", "run_chain"]
+
+import_plugins(__name__, __path__)  # each attack module registers itself

@@ -20,6 +20,7 @@ from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec
 from nnmark.registry import Registry
 from nnmark.schemes.key import WatermarkKey
+from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig, fit
 
 
@@ -32,8 +33,7 @@ class AttackContext:
     data: Dataset
     spec: ModelSpec
     seed: int = 0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=64, lr=0.01,
-                                                                    schedule="constant"))
+    train: TrainConfig = field(default_factory=lambda: preset("attack"))
     victim_key: WatermarkKey | None = None
     progress: Any = None
 
@@ -45,6 +45,8 @@ class Attack(ABC):
     strengths: ClassVar[tuple[float, ...]]  # the default sweep, weakest first
     quick_strengths: ClassVar[tuple[float, ...]]
     chain_strength: ClassVar[float]  # used inside a chain when none is given
+    # Part of the bench's standard set (variants of a standard attack are run when asked for).
+    standard: ClassVar[bool] = True
 
     @abstractmethod
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
@@ -68,6 +70,11 @@ def register_attack(name: str):
 
 def get_attack(name: str) -> Attack:
     return ATTACKS.get(name)()
+
+
+def standard_attacks() -> list[str]:
+    """The attacks the bench runs when none are named: every registered one marked standard."""
+    return [name for name in ATTACKS.names() if ATTACKS.get(name).standard]
 
 
 @dataclass(frozen=True)

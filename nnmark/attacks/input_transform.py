@@ -112,6 +112,7 @@ class InputAttack(Attack):
 
 @register_attack("input-blur")
 class InputBlur(InputAttack):
+    standard = False
     summary = "Gaussian blur on every query"
     strength_meaning = "blur sigma in pixels"
     strengths = (0.5, 1.0, 1.5, 2.0)
@@ -124,6 +125,7 @@ class InputBlur(InputAttack):
 
 @register_attack("input-jpeg")
 class InputJpeg(InputAttack):
+    standard = False
     summary = "JPEG-like DCT compression of every query"
     strength_meaning = "JPEG quality (lower is stronger)"
     strengths = (90, 70, 50, 30, 10)
@@ -136,6 +138,7 @@ class InputJpeg(InputAttack):
 
 @register_attack("input-noise")
 class InputNoise(InputAttack):
+    standard = False
     summary = "Gaussian noise on every query"
     strength_meaning = "noise std on the [0, 1] scale"
     strengths = (0.02, 0.05, 0.1, 0.2)

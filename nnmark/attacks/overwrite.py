@@ -28,10 +28,14 @@ class Overwrite(Attack):
             raise NNMarkError("overwrite needs to know the victim's scheme")
         scheme = get_scheme(context.victim_key.scheme)
         spec = context.spec
-        own_key = scheme.keygen(
-            KeygenContext(spec.num_classes, tuple(spec.input_shape), context.seed + 424242, context.data, spec),
-            scheme.make_options("keygen", {}))
-        hooks = scheme.hooks(own_key, scheme.make_options("embed", scheme.demo_embed_options), seed=context.seed)
+        # The thief holds the stolen model: a scheme that keys off a trained classifier uses it.
+        keygen_context = KeygenContext(spec.num_classes, tuple(spec.input_shape), context.seed + 424242,
+                                       context.data, spec, model)
+        options = scheme.make_options("keygen", {})
+        keygen_context.require(scheme.name, scheme.requirements(options))
+        own_key = scheme.keygen(keygen_context, options)
+        embed = scheme.recommended_embed_options(len(context.data.train_y))
+        hooks = scheme.hooks(own_key, scheme.make_options("embed", embed), seed=context.seed)
         attacked = clone(model)
         config = replace(context.train, epochs=int(strength), seed=context.seed)
         fit(attacked, context.data.train_x, context.data.train_y, config, augmentation=context.data.augmentation,

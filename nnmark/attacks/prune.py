@@ -52,11 +52,13 @@ class LayerPrune(PruneAttack):
 
 @register_attack("prune-global")
 class GlobalPrune(PruneAttack):
+    standard = False
     summary = "magnitude pruning, ranked across all layers"
     scope = "global"
 
 
 @register_attack("prune-tune")
 class PruneThenTune(PruneAttack):
+    standard = False
     summary = "layer-wise magnitude pruning, then 2 epochs of fine-tuning with the mask held"
     finetune_epochs = 2

@@ -70,7 +70,7 @@ def demo(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Train a watermarked and a clean model on the embedded data, verify both, summarise."""
-    from nnmark.demo import run_demo
+    from nnmark.workflows.demo import run_demo
     from nnmark.reporting.tables import format_p_value
     from rich.table import Table
 
@@ -101,52 +101,26 @@ def demo(
 
 
 def _keygen_command(scheme_name: str, scheme_cls):
-    from nnmark.api import generate_key
-    from nnmark.data.base import load_dataset
-    from nnmark.models.store import read_spec
-    from nnmark.schemes.key import save_key
-
     extra = option_fields(scheme_cls.KeygenOptions)
 
     def command(**kwargs) -> None:
+        from nnmark.data.base import load_dataset
         from nnmark.io import ensure_can_write
-        from nnmark.models.store import ModelSpec
+        from nnmark.models.store import load_model
+        from nnmark.schemes.key import save_key
+        from nnmark.workflows.keygen import make_key
 
         out, force, screen_models = kwargs.pop("out"), kwargs.pop("force"), kwargs.pop("screen_models")
         ensure_can_write(out, force)
         num_classes, shape = kwargs.pop("num_classes"), kwargs.pop("input_shape")
         data_name, data_dir, model_dir = kwargs.pop("data"), kwargs.pop("data_dir"), kwargs.pop("model")
         architecture, seed = kwargs.pop("architecture"), kwargs.pop("seed")
-        dataset = load_dataset(data_name, data_dir) if data_name else None
-        spec = read_spec(Path(model_dir))[0] if model_dir else None
-        if num_classes is None:
-            num_classes = spec.num_classes if spec else dataset.num_classes if dataset else None
-        input_shape = parse_shape(shape) if shape else (
-            tuple(spec.input_shape) if spec else dataset.input_shape if dataset else None)
-        if num_classes is None or input_shape is None:
-            raise NNMarkError("give --num-classes and --input-shape (or --data / --model to take them from)")
-        if spec is None and "model_spec" in scheme_cls.needs:
-            # Only layer shapes matter for keygen; normalisation is irrelevant to them.
-            spec = ModelSpec(architecture, num_classes, input_shape, (0.5,) * input_shape[0],
-                             (0.5,) * input_shape[0])
-        if "dataset" in scheme_cls.needs and dataset is None:
-            raise NNMarkError(f"scheme '{scheme_name}' makes its triggers from your training data: give --data")
         options = {name: value for name, value in kwargs.items() if value is not None}
-        screen_with = None
-        if screen_models:
-            import secrets
-
-            from nnmark.api import train_controls
-
-            if scheme_cls.null_kind != "estimated" or dataset is None:
-                raise NNMarkError("--screen-models picks a one-target key's target from models trained on --data",
-                                  field="--screen-models")
-            screen_seed = secrets.randbits(31) if seed is None else seed + 1  # a chosen seed reproduces the key
-            with progress_bars() as progress:
-                screen_with = [c.model for c in train_controls(dataset, screen_models, epochs=5,
-                                                               seed=screen_seed, progress=progress)]
-        key = generate_key(scheme_name, num_classes=num_classes, input_shape=input_shape, seed=seed,
-                           options=options, dataset=dataset, model_spec=spec, screen_with=screen_with)
+        with progress_bars() as progress:
+            key = make_key(scheme_name, dataset=load_dataset(data_name, data_dir) if data_name else None,
+                           model=load_model(Path(model_dir)) if model_dir else None, num_classes=num_classes,
+                           input_shape=parse_shape(shape) if shape else None, architecture=architecture, seed=seed,
+                           options=options, screen_models=screen_models, progress=progress)
         screening = key.params.get("target_screening")
         if screening:
             most = screening["most_and_total_per_target"][key.params["target"]][0]
@@ -177,7 +151,8 @@ def _keygen_command(scheme_name: str, scheme_cls):
                           default=typer.Option(None, "--data", help="Dataset the model is trained on.")),
         inspect.Parameter("data_dir", kw, annotation=Optional[Path], default=DataDirOption),
         inspect.Parameter("model", kw, annotation=Optional[Path],
-                          default=typer.Option(None, "--model", help="A model directory to take sizes (and layers) from.")),
+                          default=typer.Option(None, "--model", help="A model directory to take sizes (and layers) from; "
+                                                                        "the model to mark, for schemes keyed off a trained classifier.")),
         inspect.Parameter("architecture", kw, annotation=str,
                           default=typer.Option("small-cnn", "--architecture",
                                                help="Architecture to be trained, for schemes that key a layer.")),
@@ -218,8 +193,9 @@ def train(
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature of the teacher (distill)."),
     epochs: int = typer.Option(20, "--epochs"),
     batch_size: int = typer.Option(100, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 0.1, or 0.01 with --from)."),
-    schedule: str = typer.Option("step", "--schedule", help="step (÷10 each third), onecycle or constant."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: the preset's, 0.1; 0.01 with --from)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="step (÷10 each third), onecycle or constant "
+                                                                   "(default: the preset's, step; constant with --from)."),
     label_smoothing: float = typer.Option(0.0, "--label-smoothing"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
@@ -242,7 +218,7 @@ def train(
     from nnmark.schemes.base import SCHEMES
     from nnmark.schemes.key import load_key
     from nnmark.training.distributed import join_from_environment, leave, split_batch
-    from nnmark.training.trainer import TrainConfig
+    from nnmark.training.presets import preset, preset_for_mode
 
     group = join_from_environment(device)
     main_rank = group is None or group.is_main
@@ -255,12 +231,11 @@ def train(
             raise NNMarkError("--embed only applies with --watermark", field="--embed")
         train_mode = "pretrained" if (base is not None and mode == "scratch") else mode
         loaded = load_model(base) if base else None
-        fine_tuning = train_mode == "pretrained"
-        config = TrainConfig(epochs=epochs, batch_size=batch_size,
-                             lr=lr if lr is not None else (0.01 if fine_tuning else 0.1),
-                             schedule="constant" if (fine_tuning and lr is None and schedule == "step") else schedule,
-                             label_smoothing=label_smoothing, seed=seed, compile=compile_steps,
-                             device=str(group.device) if group else device)
+        changes = {"lr": lr, "schedule": schedule}
+        config = preset(preset_for_mode(train_mode), epochs=epochs, batch_size=batch_size,
+                        label_smoothing=label_smoothing, seed=seed, compile=compile_steps,
+                        device=str(group.device) if group else device,
+                        **{name: value for name, value in changes.items() if value is not None})
         if group is not None:
             split_batch(batch_size, group.world_size, field="--batch-size")
         return key, embed_options, train_mode, loaded, config, load_dataset(data, data_dir)
@@ -342,15 +317,11 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the evidence record as JSON."),
 ) -> None:
     """Decide whether a suspect model carries the watermark of KEY."""
-    from nnmark.api import measure_null, verify_model
     from nnmark.io import ensure_can_write
-    from nnmark.models.store import load_model
-    from nnmark.reporting.evidence import evidence_record, suspect_identity, write_report
+    from nnmark.reporting.evidence import write_report
     from nnmark.reporting.tables import format_p_value, verdict_table
-    from nnmark.schemes.base import get_scheme
     from nnmark.schemes.key import load_key
-    from nnmark.verification.nulls import load_null
-    from nnmark.verification.open import open_suspect
+    from nnmark.workflows.verify import resolve_null, verify_suspect
 
     if report is not None:
         ensure_can_write(report, force)
@@ -358,42 +329,22 @@ def verify(
         raise NNMarkError("must be between 0 and 1", field="--alpha", got=alpha)
     if tests < 1:
         raise NNMarkError("must be at least 1", field="--tests", got=tests)
-    if null_file is not None and calibrate_with:
-        raise NNMarkError("give either --null or --calibrate-with, not both", field="--null")
     secret = load_key(key)
-    scheme = get_scheme(secret.scheme)
-    scheme.check_key(secret)
-    if scheme.null_kind == "exact" and (null_file is not None or calibrate_with):
-        raise NNMarkError(f"scheme '{secret.scheme}' has an exact null: --null and --calibrate-with do not apply",
-                          field="--null")
-    full_key = secret
-    null = None
-    if null_file is not None:
-        null = load_null(null_file)
-        null.check_for(full_key.commitment, full_key.item_count, str(null_file))
-    elif calibrate_with:
-        null = measure_null(full_key, [load_model(path).model for path in calibrate_with],
-                            [str(path) for path in calibrate_with])
-        null.check_for(full_key.commitment, full_key.item_count, "--calibrate-with")
-    if scheme.null_kind == "estimated" and null is None:
-        raise NNMarkError(f"scheme '{secret.scheme}' has no exact null: measure it on models made without the key "
-                          f"(nnmark calibrate --key {key} --out null.json) and pass --null null.json", field="--null")
+    null = resolve_null(secret, null_file=null_file, calibrate_with=calibrate_with, key_path=key)
     mean = std = None
     if normalize_like:
         from nnmark.data.base import load_dataset
 
         dataset = load_dataset(normalize_like)
         mean, std = dataset.mean, dataset.std
-    suspect, described = open_suspect(
-        full_key, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
-        std=std, device=device,
+    result = verify_suspect(
+        secret, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
+        std=std, null=null, alpha=alpha, tests=tests, subset=subset, device=device,
         http_options={"batch_size": batch_size, "timeout": timeout, "retries": retries, "query_budget": query_budget})
-    if subset is not None:
-        secret = scheme.subset(full_key, subset, suspect_identity(described))
-    verdict = verify_model(suspect, secret, alpha=alpha, null=null, tests=tests)
-    record = evidence_record(verdict, full_key, described, subset=secret.params.get("subset"))
+    verdict, record, suspect = result.verdict, result.record, result.suspect
+    described = record["suspect"]
     if report is not None:
-        write_report(report, record, secret, verdict, force=force)
+        write_report(report, record, result.tested_key, verdict, force=force)
     if as_json:
         print(json.dumps(record, indent=2))
         return
@@ -440,14 +391,16 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Measure the null on models made without the key, and test the verifier's error rate against them."""
-    from nnmark.api import ControlModel, calibration_study, train_controls
+    from nnmark.api import calibration_study
     from nnmark.data.base import load_dataset
-    from nnmark.io import write_json
+    from nnmark.io import ensure_can_write_file, write_json
     from nnmark.models.store import load_model
     from nnmark.schemes.key import load_key
+    from nnmark.verification.nulls import ControlModel
+    from nnmark.workflows.controls import train_controls
 
-    if out is not None and out.exists() and not force:
-        raise NNMarkError("already exists; refusing to overwrite it (pass --force to replace it)", path=out)
+    if out is not None:
+        ensure_can_write_file(out, force)
     if models < 0:
         raise NNMarkError("must be 0 or more", field="--models", got=models)
     if not 0 < alpha < 1:
@@ -467,7 +420,6 @@ def calibrate(
         raise NNMarkError("no control models: give --models N or --control DIR", field="--models")
     study = calibration_study(secret, controls, alpha=alpha)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         write_json(out, {**study["null"], "study": {k: v for k, v in study.items() if k != "null"}})
     if as_json:
         print(json.dumps(study, indent=2))
@@ -562,15 +514,14 @@ def attack(
     as_json: bool = typer.Option(False, "--json", help="Print before/after as JSON."),
 ) -> None:
     """Apply a removal attack (or chain) to a model and report accuracy and evidence before and after."""
-    from dataclasses import replace as dc_replace
-
-    from nnmark.api import verify_model
-    from nnmark.attacks import AttackContext, parse_chain, run_chain
+    from nnmark.attacks import AttackContext, parse_chain
     from nnmark.data.base import load_dataset
     from nnmark.io import ensure_can_write
     from nnmark.models.store import load_model, save_model
+    from nnmark.schemes.base import get_scheme
     from nnmark.schemes.key import load_key
-    from nnmark.models.inference import evaluate
+    from nnmark.workflows.attack import attack_and_judge
+    from nnmark.workflows.verify import resolve_null
 
     if out is not None:
         ensure_can_write(out, force)
@@ -582,28 +533,19 @@ def attack(
                           field="--strength")
     secret = load_key(key)
     victim = load_model(model)
-    from nnmark.schemes.base import get_scheme
-    from nnmark.verification.nulls import load_null
-
     get_scheme(secret.scheme).check_fits(secret, victim.spec.num_classes, tuple(victim.spec.input_shape),
                                          f"the model {model}")
-    null = None
-    if null_file is not None:
-        null = load_null(null_file)
-        null.check_for(secret.commitment, secret.item_count, str(null_file))
-    elif get_scheme(secret.scheme).null_kind == "estimated":
-        raise NNMarkError(f"scheme '{secret.scheme}' has no exact null: give --null (from nnmark calibrate)",
-                          field="--null")
+    null = resolve_null(secret, null_file=null_file, key_path=key)
     dataset = load_dataset(data, data_dir)
-    context = AttackContext(dataset.subset(fraction, seed), victim.spec, seed=seed, victim_key=secret)
     with progress_bars() as progress:
-        attacked = run_chain(victim.model, steps, dc_replace(context, progress=progress), strength)
-    rows = {}
-    for name, module in (("before", victim.model), ("after", attacked)):
-        verdict = verify_model(module, secret, alpha=alpha, null=null)
-        rows[name] = {"test_accuracy": evaluate(module, dataset.test_x, dataset.test_y),
-                      "owned": verdict.owned, "p_value": verdict.p_value,
-                      "matches": verdict.matches, "total": verdict.total}
+        context = AttackContext(dataset.subset(fraction, seed), victim.spec, seed=seed, victim_key=secret,
+                                progress=progress)
+        outcome = attack_and_judge(victim.model, secret, attack_spec, context, strength=strength, null=null,
+                                   alpha=alpha, test_data=dataset)
+    attacked = outcome.attacked
+    keep = ("test_accuracy", "owned", "p_value", "matches", "total")
+    rows = {name: {k: v for k, v in judged.to_dict().items() if k in keep}
+            for name, judged in (("before", outcome.before), ("after", outcome.after))}
     if out is not None:
         save_model(attacked, victim.spec, out, force=force,
                    metadata={"attacked_from": str(model), "attack": attack_spec, "strength": strength,
@@ -643,16 +585,17 @@ def bench(
     Under `torchrun --nproc-per-node N nnmark bench ...` the victims train data-parallel and the
     attack cells are shared out among the processes; rank 0 writes the results.
     """
-    from nnmark.attacks.bench import DEFAULT_ATTACKS, BenchConfig, run_bench
+    from nnmark.attacks.base import standard_attacks
     from nnmark.schemes.base import SCHEMES
     from nnmark.training.distributed import join_from_environment, leave
-    from nnmark.training.trainer import TrainConfig
+    from nnmark.training.presets import preset
+    from nnmark.workflows.bench import BenchConfig, run_bench
 
     scheme_list = SCHEMES.names() if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
-    attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else list(DEFAULT_ATTACKS)
+    attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else standard_attacks()
     config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=model, attacker_fraction=fraction,
                          seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha,
-                         victim=TrainConfig(epochs=epochs, batch_size=64, lr=0.05))
+                         victim=preset("small-data", epochs=epochs))
     group = join_from_environment()
     try:
         main_rank = group is None or group.is_main
@@ -694,13 +637,10 @@ def encdec_sweep(
     force: bool = typer.Option(False, "--force"),
 ) -> None:
     """Decoder size x γ with the SWM and Trojan baselines, in the paper's table layout; image grid."""
-    from nnmark.api import train_model
     from nnmark.data.base import load_dataset
-    from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
-    from nnmark.encdec.sweep import image_grid, paper_table, run_sweep
-    from nnmark.encdec.sweep import use_cases as measure_use_cases
-    from nnmark.io import atomic_directory, ensure_can_write, write_json
-    from nnmark.training.trainer import TrainConfig
+    from nnmark.encdec.sweep import image_grid
+    from nnmark.io import atomic_directory, atomic_write_text, ensure_can_write, write_json
+    from nnmark.workflows.encdec_sweep import encdec_sweep
 
     ensure_can_write(out, force)
     try:
@@ -708,31 +648,17 @@ def encdec_sweep(
         gamma_list = [float(v) for v in gammas.split(",")]
     except ValueError:
         raise NNMarkError("must be comma-separated numbers", field="--decoder-sizes/--gammas") from None
-    if any(size not in (1, 2, 3) for size in sizes):
-        raise NNMarkError("decoder sizes are 1, 2 or 3", field="--decoder-sizes", got=decoder_sizes)
     dataset = load_dataset(data, data_dir)
     log = lambda message: err_console.print(f"[dim]{message}[/]")  # noqa: E731
     with progress_bars() as progress:
-        host = train_model(dataset, TrainConfig(epochs=20, batch_size=64, lr=0.05, seed=seed),
-                           progress=progress, description="host / content network")
-        loss = (PixelContent() if content == "pixel" else
-                ClassifierContent(host.model, "the host small-cnn nnmark trained on the same data")
-                if content == "classifier" else VGG19Content(content))
-        sweep, networks = run_sweep(dataset, loss, sizes=sizes, gammas=gamma_list, epochs=epochs, seed=seed,
-                                    progress=progress, log=log)
-    ours = [c for c in sweep["columns"] if c["method"] == "ours"]
-    best = max(ours, key=lambda c: (c["decoding_success"] >= 0.95, c["psnr"] if c["decoding_success"] >= 0.95 else c["decoding_success"]))
-    encoder, decoder = networks[(best["decoder_size"], best["gamma"])]
-    sweep["grid_setting"] = {"decoder_size": best["decoder_size"], "gamma": best["gamma"]}
-    if use_cases:
-        log("use cases: decode&inject per target label, reject_or_bypass")
-        sweep["use_cases"] = measure_use_cases(host.model, host.spec, encoder, decoder, dataset)
-        sweep["use_cases"]["setting"] = sweep["grid_setting"]
-    table = paper_table(sweep)
+        result = encdec_sweep(dataset, sizes=sizes, gammas=gamma_list, epochs=epochs, content=content,
+                              measure_use_cases=use_cases, seed=seed, progress=progress, log=log)
+    sweep, table = result.sweep, result.table
+    best = sweep["grid_setting"]
     with atomic_directory(out, force) as staging:
         write_json(staging / "sweep.json", sweep)
-        (staging / "table.md").write_text(table)
-        image_grid(encoder, dataset.test_x, staging / "grid.png")
+        atomic_write_text(staging / "table.md", table)
+        image_grid(result.encoder, dataset.test_x, staging / "grid.png")
     console.print(table)
     console.print(f"image grid (decoder size {best['decoder_size']}, γ {best['gamma']:g}): {out}/grid.png")
     if use_cases:
@@ -749,11 +675,11 @@ def encdec_sweep(
 @command(name="list")
 def list_components() -> None:
     """List the datasets, model architectures and watermark schemes available."""
-    from nnmark.data.base import DATASETS
+    from nnmark.data.base import dataset_names
     from nnmark.models.registry import MODELS
     from nnmark.schemes.base import SCHEMES
 
-    console.print("datasets: " + ", ".join(DATASETS.names()) + ", folder:PATH")
+    console.print("datasets: " + ", ".join(dataset_names()))
     console.print("models:   " + ", ".join(MODELS.names()))
     from nnmark.attacks import ATTACKS
 

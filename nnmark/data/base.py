@@ -56,10 +56,18 @@ class Dataset:
 
 Loader = Callable[[Path | None], Dataset]
 DATASETS: Registry[Loader] = Registry("dataset")
+# Datasets named by a prefix and a path the user gives ("folder:PATH"): prefix -> loader of the rest.
+PathLoader = Callable[[str], Dataset]
+DATASET_PREFIXES: Registry[PathLoader] = Registry("dataset prefix")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return DATASETS.register(name)
+
+
+def register_dataset_prefix(prefix: str) -> Callable[[PathLoader], PathLoader]:
+    """``prefix`` ends with ':'; ``load_dataset(prefix + rest)`` calls the loader with ``rest``."""
+    return DATASET_PREFIXES.register(prefix)
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
@@ -85,17 +93,18 @@ def require_data_dir(data_dir: Path | None, dataset: str, subdir: str) -> Path:
     return root
 
 
-FOLDER_PREFIX = "folder:"
-
-
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load a registered dataset by name (``DATASETS.names()``), or ``folder:PATH`` for images in
-    class folders (see ``nnmark.data.folder``)."""
-    if name.startswith(FOLDER_PREFIX):
-        from nnmark.data.folder import load_image_folder
-
-        return load_image_folder(name[len(FOLDER_PREFIX):])
+    """Load a registered dataset by name (``DATASETS.names()``), or one named by a registered
+    prefix and a path (``folder:PATH``: images in class folders, see ``nnmark.data.folder``)."""
+    prefix, colon, rest = name.partition(":")
+    if colon and prefix + ":" in DATASET_PREFIXES:
+        return DATASET_PREFIXES.get(prefix + ":")(rest)
     return DATASETS.get(name)(resolve_data_dir(data_dir))
+
+
+def dataset_names() -> list[str]:
+    """What ``load_dataset`` accepts, for listings: the names, then each prefix with PATH."""
+    return DATASETS.names() + [f"{prefix}PATH" for prefix in DATASET_PREFIXES.names()]
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnmark.data.base import Augmentation, Dataset, channel_stats
+from nnmark.data.base import Augmentation, Dataset, channel_stats, register_dataset_prefix
 from nnmark.errors import NNMarkError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -42,6 +42,11 @@ def _read(files: list[tuple[Path, int]], size: int, mode: str) -> tuple[torch.Te
         stacked = stacked[:, :, :, None]
     images = torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
     return images, torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+@register_dataset_prefix("folder:")
+def load_folder_dataset(path: str) -> Dataset:
+    return load_image_folder(path)
 
 
 def load_image_folder(root: str | Path, size: int = 32, name: str | None = None) -> Dataset:

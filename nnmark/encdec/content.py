@@ -14,6 +14,7 @@ Each returns the mean over layers of the mean squared feature difference, and na
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -47,11 +48,12 @@ class ClassifierContent(ContentLoss):
 
     def __init__(self, classifier: nn.Module, description: str = "a classifier trained by nnmark") -> None:
         super().__init__()
-        self.classifier = classifier.eval()
+        # A frozen copy: the caller's classifier (often the model to be marked) must stay trainable.
+        self.classifier = copy.deepcopy(classifier).eval()
         for p in self.classifier.parameters():
             p.requires_grad_(False)
         self.name = f"feature maps before each pooling stage of {description} (VGG19 stand-in)"
-        self._pools = [m for m in classifier.modules()
+        self._pools = [m for m in self.classifier.modules()
                        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
         if not self._pools:
             raise NNMarkError("the content network has no pooling layers to take feature maps before")

@@ -1,5 +1,5 @@
 """Model architectures (registered by name) and pickle-free storage."""
-from nnmark.models import decode_inject, mlp, resnet, small_cnn, wide_resnet  # noqa: F401 - modules register their architectures
+from nnmark.registry import import_plugins
 from nnmark.models.registry import MODELS, register_model
 from nnmark.models.store import (
     Classifier,
@@ -12,3 +12,5 @@ from nnmark.models.store import (
 
 __all__ = ["MODELS", "Classifier", "LoadedModel", "ModelSpec", "create_model", "load_model",
            "register_model", "save_model"]
+
+import_plugins(__name__, __path__, skip=("export",))  # each architecture module registers itself

@@ -2,15 +2,12 @@
 was tested, against which committed key, with which statistic, p-value and decision rule."""
 from __future__ import annotations
 
-import base64
 import html
-import io
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from nnmark import __version__
@@ -91,42 +88,6 @@ def check_report_disclosure(directory: str | Path, commitment: str) -> int:
     return len(disclosure["indices"])
 
 
-def _png(array: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _image_cells(key: WatermarkKey, verdict: Verdict, limit: int = 200) -> str:
-    inputs = key.tensors.get("inputs")
-    predictions = verdict.details.get("predictions")
-    if inputs is None or predictions is None:
-        return ""
-    labels = key.tensors["labels"].tolist()
-    cells = []
-    for index in range(min(limit, len(inputs))):
-        image = (inputs[index].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        image = image[:, :, 0] if image.shape[2] == 1 else image
-        scale = max(1, 64 // image.shape[0])
-        image = np.kron(image, np.ones((scale, scale) + ((1,) if image.ndim == 3 else ()), dtype=np.uint8))
-        agree = predictions[index] == labels[index]
-        cells.append(f'<figure class="{"hit" if agree else "miss"}"><img src="data:image/png;base64,{_png(image)}">'
-                     f"<figcaption>key {labels[index]} · model {predictions[index]}</figcaption></figure>")
-    note = f"<p>First {limit} of {len(inputs)} shown.</p>" if len(inputs) > limit else ""
-    return ("<h2>Trigger inputs and the model's answers</h2><p>Green: the model answered the secret "
-            f"label; grey: it did not.</p>{note}<div class=grid>{''.join(cells)}</div>")
-
-
-def _bits(key: WatermarkKey, verdict: Verdict) -> str:
-    if "bits" not in key.tensors or "bit_error_rate" not in verdict.details:
-        return ""
-    return (f"<h2>Signature</h2><p>Layer <code>{html.escape(str(verdict.details['layer']))}</code> "
-            f"(found by {verdict.details['layer_matched_by']}); bit error rate "
-            f"{verdict.details['bit_error_rate']:.3f}.</p>")
-
-
 def render_html(record: dict[str, Any], key: WatermarkKey, verdict: Verdict) -> str:
     suspect = record["suspect"]
     tested = suspect.get("path") or suspect.get("endpoint")
@@ -177,8 +138,7 @@ figure.hit {{ background: #dafbe1; }} figure.miss {{ background: #eee; }} img {{
 without the key would do at least this well with probability {format_p_value(verdict.p_value)}{"" if verdict.null_kind == "exact" else " (estimated on control models: see the warning)"}.</p>
 {warnings}
 <table>{table}</table>
-{_bits(key, verdict)}
-{_image_cells(key, verdict)}
+{"" if verdict.evidence is None else verdict.evidence.render_html(key)}
 </body></html>
 """
 

@@ -1,13 +1,5 @@
 """Watermark schemes behind one interface, registered by name."""
-from nnmark.schemes import (  # noqa: F401 - modules register their schemes
-    adi,
-    content,
-    encoder_decoder,
-    noise,
-    trojan,
-    uchida,
-    unrelated,
-)
+from nnmark.registry import import_plugins
 from nnmark.schemes.base import (
     SCHEMES,
     KeygenContext,
@@ -19,3 +11,5 @@ from nnmark.schemes.key import WatermarkKey, load_key, save_key
 
 __all__ = ["SCHEMES", "KeygenContext", "WatermarkKey", "WatermarkScheme", "get_scheme", "load_key",
            "register_scheme", "save_key"]
+
+import_plugins(__name__, __path__)  # each scheme module registers itself

@@ -5,14 +5,19 @@ A scheme is one module: a subclass of :class:`WatermarkScheme` decorated with
 dataclasses (the CLI turns their fields into ``--options``), and implements
 
 * ``keygen``   → a :class:`WatermarkKey` (secret tensors + public metadata),
-* ``hooks``    → the :class:`TrainingHook` objects that embed it during training,
-* ``item_hits`` → per key item, whether a suspect agrees with the key (its answer on a trigger,
-  a recovered signature bit),
-* ``verify``   → a :class:`Verdict` with statistic, p-value, decision rule and the kind of null,
+* ``hooks``    → the :class:`TrainingHook` objects that embed it during training (they see each
+  step's batch, logits and any layer outputs they ask for),
+* ``extract``  → an :class:`~nnmark.verification.evidence.Evidence`: per key item whether a
+  suspect agrees with the key (its answer on a trigger, a recovered signature bit), the facts
+  worth recording, and how that evidence shows itself in the HTML report,
 
-and declares what others must not guess: ``null_kind`` (exact, or estimated on control models),
-``query_count`` (what one verification spends), ``validate_key`` (the checks that keep a crafted
-key from framing an innocent model).
+and declares what others must not guess: ``requirements`` (the dataset, model spec or trained
+classifier keygen needs, checked in one place), ``null_kind`` (exact, or estimated on control
+models), ``query_count`` (what one verification spends), ``recommended_embed_options`` (for a
+training set of a given size), ``validate_key`` (the checks that keep a crafted key from framing
+an innocent model). ``verify`` is shared: it tests the evidence's count against the exact null or
+the measured one, and asks ``judge`` whether the suspect must be refused whatever the count.
+See docs/extending.md.
 """
 from __future__ import annotations
 
@@ -29,8 +34,9 @@ from nnmark.models.store import ModelSpec
 from nnmark.registry import Registry
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import TrainingHook
+from nnmark.verification.evidence import Evidence
 from nnmark.verification.nulls import ControlNull
-from nnmark.verification.stats import Verdict
+from nnmark.verification.stats import Verdict, binomial_verdict, control_verdict
 from nnmark.verification.suspects import Suspect
 
 MAX_ITEMS = 100_000
@@ -51,19 +57,29 @@ class KeygenContext:
     seed: int
     dataset: Dataset | None = None
     model_spec: ModelSpec | None = None
-    classifier: Any = None  # a trained model some schemes may use (encoder-decoder: its features)
+    classifier: Any = None  # the trained model to be marked, or whose features a scheme uses
     progress: Any = None
+
+    def require(self, scheme: str, needs: frozenset[str]) -> None:
+        """Refuse, naming what is missing, before any work."""
+        missing = sorted(need for need in needs if getattr(self, need) is None)
+        if missing:
+            words = {"dataset": "the training dataset (--data)", "model_spec": "the model's architecture",
+                     "classifier": "a trained classifier (the model to mark, --model)"}
+            raise NNMarkError(f"scheme '{scheme}' needs {' and '.join(words.get(m, m) for m in missing)} to make a key",
+                              field=", ".join(missing))
 
 
 class WatermarkScheme(ABC):
     name: ClassVar[str]
     access: ClassVar[str]  # "black-box" (queries only) or "white-box" (reads weights)
     summary: ClassVar[str]
-    needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"dataset", "model_spec"}
+    needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"dataset", "model_spec", "classifier"}
     KeygenOptions: ClassVar[type] = NoOptions
     EmbedOptions: ClassVar[type] = NoOptions
-    # Embedding options for the small embedded dataset of `nnmark demo` (and tests).
-    demo_embed_options: ClassVar[dict[str, Any]] = {}
+    # True where the key is made from the very model it then marks (its "classifier" is the model
+    # to mark, not just a source of features): nothing may train a stand-in for it.
+    keys_the_marked_model: ClassVar[bool] = False
     # "exact": the statistic's null distribution is known (binomial); "estimated": it can only be
     # measured on models made without the key (a ControlNull), with the model as the unit.
     null_kind: ClassVar[str] = "exact"
@@ -78,14 +94,72 @@ class WatermarkScheme(ABC):
     def hooks(self, key: WatermarkKey, options: Any, seed: int = 0) -> list[TrainingHook]: ...
 
     @abstractmethod
-    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One 0/1 per key item (1 where the suspect agrees with the key), and details to record."""
+    def extract(self, suspect: Suspect, key: WatermarkKey) -> Evidence:
+        """Read the suspect: one 0/1 per key item (1 where it agrees with the key), typed."""
 
-    @abstractmethod
+    def requirements(self, options: Any) -> frozenset[str]:
+        """What keygen needs with these options (default: ``needs``)."""
+        return self.needs
+
+    def recommended_embed_options(self, train_size: int) -> dict[str, Any]:
+        """Embedding options suited to a training set of ``train_size`` samples (default: none)."""
+        return {}
+
+    def embed_trained(self, model: Any, spec: ModelSpec, key: WatermarkKey, dataset: Dataset, *,
+                      seed: int = 0, progress=None) -> tuple[Any, ModelSpec, dict[str, Any]] | None:
+        """Mark an already trained ``model`` directly, for schemes with their own way of doing so
+        (decode&inject); None where the mark goes in by training with :meth:`hooks`."""
+        return None
+
+    def key_summary(self, key: WatermarkKey) -> dict[str, Any]:
+        """Facts about the key worth showing its owner (what keygen measured); none by default."""
+        return {}
+
+    def statistic(self, key: WatermarkKey) -> str:
+        return "key items the suspect agrees with"
+
+    def exact_null_source(self, key: WatermarkKey) -> str:
+        """Where ``null_kind`` is "exact": why :meth:`exact_null_rate` is the null, in words."""
+        return f"exact: each item agrees by chance with probability {self.exact_null_rate(key):.4g}"
+
+    def judge(self, evidence: Evidence, key: WatermarkKey) -> tuple[str | None, str | None]:
+        """A refusal (the suspect is never judged owned, e.g. it answers the target for everything)
+        and a warning to record, each None where there is none."""
+        return None, None
+
     def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
                null: ControlNull | None = None, tests: int = 1) -> Verdict:
-        """``null`` is required where ``null_kind`` is "estimated" and refused elsewhere; ``tests``
-        is the size of the family of tests this one belongs to (Bonferroni)."""
+        """Test the suspect's evidence against the null. ``null`` is required where ``null_kind``
+        is "estimated" and refused elsewhere; ``tests`` is the size of the family of tests this
+        one belongs to (Bonferroni)."""
+        self.check_key(key)
+        if self.null_kind == "exact":
+            if null is not None:
+                raise NNMarkError(f"scheme '{self.name}' has an exact null; control models do not apply",
+                                  field="--null")
+        else:
+            if null is None:
+                raise NNMarkError(
+                    f"scheme '{self.name}' has no exact null: it must be measured on models made without the "
+                    "key (nnmark calibrate --key KEY --out null.json, then verify --null null.json; "
+                    "API: nnmark.api.measure_null)", field="--null")
+            indices = key_indices(key)
+            null.check_for(key_commitment(key), key.params["subset"]["of"] if indices is not None else key.item_count)
+        evidence = self.extract(suspect, key)
+        refusal, warning = self.judge(evidence, key)
+        details: dict[str, Any] = {"queries": suspect.queries, "suspect": suspect.description, **evidence.facts()}
+        if warning:
+            details["warning"] = warning
+        common = dict(scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
+                      total=evidence.total, alpha=alpha, tests=tests, evidence=evidence)
+        if self.null_kind == "exact":
+            if refusal is not None:
+                raise NNMarkError(f"scheme '{self.name}': an exact null does not refuse suspects ({refusal})")
+            return binomial_verdict(**common, null_rate=self.exact_null_rate(key),
+                                    null_source=self.exact_null_source(key), details=details)
+        details["null_controls"] = null.size
+        return control_verdict(**common, control_counts=null.counts(key_indices(key)),
+                               null_source=f"estimated on {null.describe()}", details=details, refusal=refusal)
 
     def check_key(self, key: WatermarkKey) -> None:
         """:meth:`validate_key`, once per key contents (a verifier checks the same key many times)."""

@@ -6,9 +6,9 @@ MS-SSIM, entropy ratio — stored in the key's params), and keeps as trigger ite
 training images of other classes, marked by E, with one secret target class. E's and D's weights
 are key material (committed with the rest).
 
-Two ways into a model: ``nnmark.encdec.usecases.implant`` + ``train_injection`` — the paper's
-decode&inject, only w trained (``implant_watermark`` below); or, through the generic trainer,
-this scheme's hooks, which mix E-marked images with the target label into training.
+Two ways into a model: ``embed_trained`` — the paper's decode&inject into a trained host, only w
+trained (``implant_watermark`` below); or, through the generic trainer, this scheme's hooks,
+which mix E-marked images with the target label into training.
 Verification is that of the one-target trigger sets: marked images sent to the target, against
 a null measured on control models made without the key.
 """
@@ -66,15 +66,7 @@ def content_loss(options: EncoderDecoderOptions, context: KeygenContext):
     if options.content == "pixel":
         return PixelContent()
     if options.content == "classifier":
-        classifier = context.classifier
-        if classifier is None:
-            from nnmark.api import train_model
-            from nnmark.training.trainer import TrainConfig
-
-            classifier = train_model(context.dataset, TrainConfig(epochs=10, batch_size=64, lr=0.05,
-                                                                  seed=context.seed)).model
-            return ClassifierContent(classifier, "a small-cnn nnmark trained on the same data")
-        return ClassifierContent(classifier, "the given classifier")
+        return ClassifierContent(context.classifier, "the feature maps of the host classifier")
     return VGG19Content(options.content)
 
 
@@ -84,6 +76,17 @@ class EncoderDecoderScheme(OneTargetScheme):
     KeygenOptions = EncoderDecoderOptions
 
     _trained: tuple | None = None  # the networks keygen_screened trains once for all candidate targets
+
+    def requirements(self, options: EncoderDecoderOptions) -> frozenset[str]:
+        # The content distance "classifier" reads the host's feature maps (the paper's choice).
+        return self.needs | ({"classifier"} if options.content == "classifier" else set())
+
+    def key_summary(self, key: WatermarkKey) -> dict[str, Any]:
+        return dict(key.params.get("quality", {}))
+
+    def embed_trained(self, model, spec, key, dataset, *, seed=0, progress=None):
+        """decode&inject: only w is trained, the host is kept as it was (the paper's use case)."""
+        return implant_watermark(model, spec, key, dataset.train_x)
 
     def train_networks(self, context: KeygenContext, options: EncoderDecoderOptions) -> tuple:
         dataset = context.dataset

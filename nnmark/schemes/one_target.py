@@ -24,11 +24,10 @@ import torch
 
 from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
-from nnmark.schemes.base import KeygenContext, key_commitment, key_indices, require_tensor
+from nnmark.schemes.base import KeygenContext, require_tensor
 from nnmark.schemes.key import WatermarkKey
-from nnmark.schemes.trigger_set import TriggerEvidence, TriggerSetScheme, check_images
-from nnmark.verification.nulls import ControlNull
-from nnmark.verification.stats import Verdict, control_verdict
+from nnmark.schemes.trigger_set import TriggerSetScheme, check_images
+from nnmark.verification.evidence import TriggerEvidence
 from nnmark.verification.suspects import Suspect
 
 # A suspect that sends more than this share of ordinary inputs to the target is not specific.
@@ -143,15 +142,17 @@ class OneTargetScheme(TriggerSetScheme):
     def statistic(self, key: WatermarkKey) -> str:
         return f"trigger images sent to target class {key.params['target']}"
 
-    def probe_target_rate(self, evidence: TriggerEvidence, key: WatermarkKey) -> float | None:
-        """The share of probes (ordinary images of other classes) the suspect sent to the target."""
-        if evidence.probe_predictions is None:
-            return None
-        return float((evidence.probe_predictions == self.target(key)).float().mean())
+    def evidence_target(self, key: WatermarkKey) -> int | None:
+        return self.target(key)
 
-    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
-        hits, details = super().item_hits(suspect, key)
-        return hits, {**details, "probe_target_rate": self.probe_target_rate(details["evidence"], key)}
+    def judge(self, evidence: TriggerEvidence, key: WatermarkKey) -> tuple[str | None, str | None]:
+        rate = evidence.probe_target_rate
+        if rate is None:
+            return None, "this key has no probe images: a suspect that answers the target for everything is not caught"
+        if rate > MAX_PROBE_TARGET_RATE:
+            return (f"not specific: the suspect sent {100 * rate:.0f}% of ordinary images of other classes "
+                    f"to the target class {evidence.target}, so sending triggers there proves nothing"), None
+        return None, None
 
     def screen(self, key: WatermarkKey, controls: list[Suspect]) -> dict[str, Any]:
         """Target screening: where independent models send this key's triggers. A target they
@@ -184,34 +185,3 @@ class OneTargetScheme(TriggerSetScheme):
         key = best[1]
         key.params["target_screening"] = {"models": len(models), "most_and_total_per_target": scores}
         return key
-
-    def exact_null_rate(self, key: WatermarkKey) -> float:
-        raise NNMarkError(f"scheme '{self.name}' has no exact null; it is measured on control models")
-
-    def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null: ControlNull | None = None, tests: int = 1) -> Verdict:
-        self.check_key(key)
-        if null is None:
-            raise NNMarkError(
-                f"scheme '{self.name}' has no exact null: it must be measured on models made without the "
-                "key (nnmark calibrate --key KEY --out null.json, then verify --null null.json; "
-                "API: nnmark.api.measure_null)", field="--null")
-        indices = key_indices(key)
-        whole = key.params["subset"]["of"] if indices is not None else key.item_count
-        null.check_for(key_commitment(key), whole)
-        target = self.target(key)
-        evidence = self.extract(suspect, key)
-        details: dict[str, Any] = {"queries": suspect.queries, "suspect": suspect.description,
-                                   "predictions": evidence.predictions.tolist(), "null_controls": null.size}
-        refusal = None
-        rate = details["probe_target_rate"] = self.probe_target_rate(evidence, key)
-        if rate is None:
-            details["warning"] = "this key has no probe images: a suspect that answers the target for everything is not caught"
-        elif rate > MAX_PROBE_TARGET_RATE:
-            refusal = (f"not specific: the suspect sent {100 * rate:.0f}% of ordinary images of other "
-                       f"classes to the target class {target}, so sending triggers there proves nothing")
-        return control_verdict(
-            scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
-            total=len(evidence.labels), control_counts=null.counts(indices),
-            null_source=f"estimated on {null.describe()}", alpha=alpha, tests=tests,
-            details=details, refusal=refusal)

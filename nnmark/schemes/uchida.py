@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +33,7 @@ from nnmark.schemes.base import (
 )
 from nnmark.schemes.key import WatermarkKey
 from nnmark.training.hooks import StepOutputs, TrainingHook
-from nnmark.verification.nulls import ControlNull
-from nnmark.verification.stats import Verdict, binomial_verdict
+from nnmark.verification.evidence import SignatureEvidence
 from nnmark.verification.suspects import Suspect
 
 
@@ -181,11 +179,13 @@ class UchidaSignature(WatermarkScheme):
     def exact_null_rate(self, key: WatermarkKey) -> float:
         return 0.5
 
-    def item_hits(self, suspect: Suspect, key: WatermarkKey) -> tuple[torch.Tensor, dict[str, Any]]:
-        evidence = self.extract(suspect, key)
-        return evidence["hits"], evidence
+    def statistic(self, key: WatermarkKey) -> str:
+        return "signature bits recovered"
 
-    def extract(self, suspect: Suspect, key: WatermarkKey) -> dict[str, Any]:
+    def exact_null_source(self, key: WatermarkKey) -> str:
+        return "exact: signs of projections onto an independent Gaussian matrix are fair coins"
+
+    def extract(self, suspect: Suspect, key: WatermarkKey) -> SignatureEvidence:
         module = suspect.module
         if module is None:
             raise NNMarkError(f"scheme '{self.name}' reads weights: suspect '{suspect.description}' "
@@ -198,24 +198,8 @@ class UchidaSignature(WatermarkScheme):
                 raise NNMarkError(f"the suspect's layer '{name}' holds NaN or infinite weights", field="layer")
             projected = projection @ averaged_weight(values)
         hits = ((projected > 0) & (bits == 1)) | ((projected < 0) & (bits == 0))
-        return {"decoded": (projected > 0).float(), "bits": bits, "hits": hits.int(),
-                "ties": int((projected == 0).sum()), "layer": name, "matched_by": matched_by}
-
-    def verify(self, suspect: Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
-               null: ControlNull | None = None, tests: int = 1) -> Verdict:
-        if null is not None:
-            raise NNMarkError(f"scheme '{self.name}' has an exact null; control models do not apply",
-                              field="--null")
-        self.check_key(key)
-        evidence = self.extract(suspect, key)
-        matches = int(evidence["hits"].sum())
-        total = len(evidence["bits"])
-        return binomial_verdict(
-            scheme=self.name, statistic="signature bits recovered", matches=matches, total=total,
-            null_rate=self.exact_null_rate(key), null_source="exact: signs of projections onto an independent Gaussian matrix are fair coins",
-            alpha=alpha, tests=tests,
-            details={"bit_error_rate": 1 - matches / total, "layer": evidence["layer"], "zero_projections": evidence["ties"],
-                     "layer_matched_by": evidence["matched_by"], "suspect": suspect.description})
+        return SignatureEvidence((projected > 0).float(), bits, hits.int(), int((projected == 0).sum()), name,
+                                 matched_by)
 
 
 def draw(bits: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

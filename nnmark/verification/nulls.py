@@ -14,11 +14,23 @@ from typing import Any
 import numpy as np
 
 from nnmark.errors import NNMarkError
-from nnmark.io import read_json, write_json
+from nnmark.io import ensure_can_write_file, read_json, write_json
 
 FORMAT = "nnmark-null/1"
 # Fewer controls than this cannot give a p-value below 1/11 even inside their own range.
 MIN_CONTROLS = 10
+
+
+@dataclass
+class ControlModel:
+    """A model made without the key, with what a null records of it (its name, architecture and
+    test accuracy: an under-trained control answers oddly and widens the null)."""
+
+    name: str
+    architecture: str
+    model: Any  # a torch.nn.Module or a Suspect
+    test_accuracy: float
+    spec: Any = None  # its ModelSpec, where it is one of ours
 
 
 @dataclass
@@ -68,10 +80,7 @@ class ControlNull:
 
 
 def save_null(null: ControlNull, path: str | Path, force: bool = False) -> Path:
-    path = Path(path)
-    if path.exists() and not force:
-        raise NNMarkError("already exists; refusing to overwrite it (pass --force to replace it)", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = ensure_can_write_file(path, force)
     write_json(path, null.to_json())
     return path
 

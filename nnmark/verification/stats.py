@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,8 @@ class Verdict:
     tests: int = 1
     null_rate: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # What the scheme read from the suspect (an nnmark.verification.evidence.Evidence), where known.
+    evidence: Any = field(default=None, compare=False, repr=False)
 
     @property
     def alpha_per_test(self) -> float:
@@ -64,7 +66,9 @@ class Verdict:
         return self.matches / self.total if self.total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
+        data["details"] = dict(self.details)
+        data["evidence"] = None if self.evidence is None else self.evidence.to_json()
         data["agreement"] = self.agreement
         data["alpha_per_test"] = self.alpha_per_test
         return data
@@ -102,7 +106,7 @@ def decision_threshold(total: int, rate: float, alpha: float) -> tuple[int, floa
 
 def binomial_verdict(*, scheme: str, statistic: str, matches: int, total: int, null_rate: float,
                      null_source: str, alpha: float, tests: int = 1,
-                     details: dict[str, Any] | None = None) -> Verdict:
+                     details: dict[str, Any] | None = None, evidence: Any = None) -> Verdict:
     """A verdict under an exact null: ``matches`` ~ Binomial(``total``, ``null_rate``)."""
     check_test_settings(alpha, tests)
     if not 0 < null_rate < 1:
@@ -117,7 +121,7 @@ def binomial_verdict(*, scheme: str, statistic: str, matches: int, total: int, n
     guarantee = (f"exact: a model made without the key is judged owned with probability {fpr:.3g}"
                  + (f" per test; at most {alpha:g} over the {tests} tests together" if tests > 1 else ""))
     return Verdict(scheme, statistic, matches, total, EXACT, null_source, p_value, alpha, threshold,
-                   fpr, p_value <= level, rule, guarantee, tests, null_rate, dict(details or {}))
+                   fpr, p_value <= level, rule, guarantee, tests, null_rate, dict(details or {}), evidence)
 
 
 def _log_odds(counts: np.ndarray | int, total: int) -> np.ndarray:
@@ -157,7 +161,7 @@ def control_p_value(control_counts: list[int] | np.ndarray, matches: int, total:
 def control_verdict(*, scheme: str, statistic: str, matches: int, total: int,
                     control_counts: list[int] | np.ndarray, null_source: str, alpha: float,
                     tests: int = 1, details: dict[str, Any] | None = None,
-                    refusal: str | None = None) -> Verdict:
+                    refusal: str | None = None, evidence: Any = None) -> Verdict:
     """A verdict under a null estimated on control models. ``refusal`` (a sentence) forces
     "not owned" whatever the p-value, e.g. for a suspect whose answers are not specific."""
     check_test_settings(alpha, tests)
@@ -187,4 +191,4 @@ def control_verdict(*, scheme: str, statistic: str, matches: int, total: int,
         extra["refused"] = refusal
     mean_rate = float(counts.mean() / total)
     return Verdict(scheme, statistic, matches, total, ESTIMATED, null_source, result["p_value"], alpha,
-                   threshold, None, owned, rule, guarantee, tests, mean_rate, extra)
+                   threshold, None, owned, rule, guarantee, tests, mean_rate, extra, evidence)

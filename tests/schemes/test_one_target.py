@@ -115,7 +115,7 @@ def test_options_and_inputs_are_checked(digits):
         make("content", color="1,2")
     with pytest.raises(NNMarkError, match="must differ"):
         make("unrelated", source="digits")
-    with pytest.raises(NNMarkError, match="needs a dataset"):
+    with pytest.raises(NNMarkError, match="needs the training dataset"):
         generate_key("content", num_classes=10, input_shape=(1, 16, 16))
     with pytest.raises(NNMarkError, match="does not match"):
         generate_key("content", num_classes=10, input_shape=(3, 16, 16), dataset=digits)

@@ -69,5 +69,5 @@ def test_bad_layer_and_options():
         make_key(layer="net.classifier.1.weight")
     with pytest.raises(NNMarkError, match="strength"):
         get_scheme("uchida").make_options("embed", {"strength": -1})
-    with pytest.raises(NNMarkError, match="needs a model spec"):
+    with pytest.raises(NNMarkError, match="needs the model's architecture"):
         generate_key("uchida", num_classes=10, input_shape=(1, 16, 16))

@@ -8,7 +8,7 @@ from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 from nnmark.models.export import export_onnx
 from nnmark.verification.foreign import OnnxSuspect
-from nnmark.verification.open import open_suspect
+from nnmark.workflows.suspects import open_suspect
 
 from ..schemes.fakes import sign_with_regulariser
 

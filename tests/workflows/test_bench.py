@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from nnmark.attacks.bench import BenchConfig, mean_ci, prepare_output, run_bench, summarise
+from nnmark.workflows.bench import BenchConfig, mean_ci, prepare_output, run_bench, summarise
 from nnmark.cli import app
 from nnmark.errors import NNMarkError
 from nnmark.training import TrainConfig
@@ -96,7 +96,7 @@ def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_
 
     import torch
 
-    import nnmark.attacks.bench as bench
+    import nnmark.workflows.attack as attack_flow
 
     def break_it(model, steps, context, strength):
         broken = copy.deepcopy(model)
@@ -105,7 +105,7 @@ def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_
                 parameter.fill_(float("nan"))
         return broken
 
-    monkeypatch.setattr(bench, "run_chain", break_it)
+    monkeypatch.setattr(attack_flow, "run_chain", break_it)
     results = run_bench(BenchConfig(["adi"], ["quantize:4"], victim=TrainConfig(epochs=2, batch_size=64, lr=0.05)),
                         tmp_path / "b")
     [cell] = results["records"]

@@ -1,9 +1,7 @@
 """The robustness benchmark: train (or reuse) one watermarked victim per scheme, run each attack
-over its strength sweep, and record test accuracy and watermark evidence after every step.
-
-An attack *removes* a watermark only when the verdict flips to "not owned" while the attacked
-model's test accuracy stays within ``tolerance`` of the victim's: destroying the model is not
-removing the mark.
+over its strength sweep, and record test accuracy and watermark evidence after every step
+(:func:`~nnmark.workflows.attack.attack_and_judge`: an attack removes a mark only when the
+verdict flips while accuracy stays within ``tolerance``).
 
 Everything expensive is cached in the output directory by a hash of what determines it, so a
 re-run with one more attack trains nothing it already has.
@@ -27,28 +25,28 @@ import numpy as np
 from scipy import stats
 
 from nnmark import __version__
-from nnmark.api import generate_key, measure_null, train_control, train_model, verify_model
-from nnmark.attacks.base import AttackContext, get_attack, parse_chain, resolve_strengths, run_chain
+from nnmark.api import generate_key, measure_null, train_model, verify_model
+from nnmark.attacks.base import AttackContext, get_attack, parse_chain, standard_attacks
 from nnmark.data.base import Dataset, load_dataset
-from nnmark.errors import NNMarkError, NonFiniteOutput
-from nnmark.io import atomic_directory, read_json, write_json
+from nnmark.errors import NNMarkError
+from nnmark.io import atomic_directory, atomic_write_text, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
 from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import load_key, save_key
 from nnmark.training.distributed import Distributed, run_on_main
+from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
-from nnmark.models.inference import evaluate
+from nnmark.workflows.attack import Judgement, attack_and_judge
+from nnmark.workflows.controls import train_control
 
 MARKER = ".nnmark-bench"
 SCREENING_MODELS = 6
-DEFAULT_ATTACKS = ("ftll", "ftal", "rtll", "rtal", "prune", "fine-prune", "distill", "quantize",
-                   "weight-noise", "input-transform", "overwrite")
 
 
 @dataclass
 class BenchConfig:
     schemes: list[str]
-    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
+    attacks: list[str] = field(default_factory=standard_attacks)
     dataset: str = "digits"
     architecture: str = "small-cnn"
     attacker_fraction: float = 0.3
@@ -58,9 +56,8 @@ class BenchConfig:
     alpha: float = 1e-6
     controls: int = 20  # control models for schemes whose null is estimated
     control_epochs: int = 5
-    victim: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64, lr=0.05))
-    attack_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=64, lr=0.01,
-                                                                           schedule="constant"))
+    victim: TrainConfig = field(default_factory=lambda: preset("small-data"))
+    attack_train: TrainConfig = field(default_factory=lambda: preset("attack"))
 
     def __post_init__(self) -> None:
         if not 0 < self.attacker_fraction <= 1:
@@ -85,7 +82,11 @@ class Victim:
     key: Any
     accuracy: float
     null: Any = None  # a ControlNull, for schemes whose null is measured on control models
-    owned: bool = True  # whether the victim itself is judged owned: if not, no attack can remove its mark
+    judgement: Judgement | None = None  # the victim's own accuracy and verdict: owned, or no attack can remove it
+
+    @property
+    def owned(self) -> bool:
+        return self.judgement is None or self.judgement.owned
 
 
 def _digest(*parts: Any) -> str:
@@ -201,7 +202,8 @@ class Bench:
                 scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
                 seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec, screen_with=screen_with))
             trained = train_model(self.data, config.victim, architecture=config.architecture, key=key,
-                                  embed_options=implementation.demo_embed_options, progress=self.progress,
+                                  embed_options=implementation.recommended_embed_options(len(self.data.train_y)),
+                                  progress=self.progress,
                                   description=f"victim {scheme}", distributed=self.distributed)
             return trained.model, {"test_accuracy": trained.test_accuracy, "key": key}
 
@@ -224,30 +226,18 @@ class Bench:
             self.reused += 1
             return read_json(path, "cached result")
         started = time.perf_counter()
-        steps = parse_chain(attack_spec)
         attacker_data = self.data.subset(config.attacker_fraction, seed=seed)
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
                                 victim_key=victim.key, progress=self.progress)
-        attacked = run_chain(victim.model, steps, context, strength)
-        accuracy = evaluate(attacked, self.data.test_x, self.data.test_y, device=config.attack_train.device)
-        try:
-            verdict = verify_model(attacked, victim.key, alpha=config.alpha, null=victim.null)
-            judged = {"owned": verdict.owned, "p_value": verdict.p_value, "matches": verdict.matches,
-                      "total": verdict.total, "threshold": verdict.threshold, "statistic": verdict.statistic,
-                      "evidence": verdict.agreement}
-        except NonFiniteOutput:  # the attack broke the model outright: no mark, and no model either
-            total = victim.key.item_count
-            judged = {"owned": False, "p_value": 1.0, "matches": 0, "total": total, "threshold": total + 1,
-                      "statistic": "the attacked model outputs NaN", "evidence": 0.0}
-        epochs = sum(attack.epochs(value, context) for attack, value in resolve_strengths(steps, strength))
-        keeps_accuracy = accuracy >= victim.accuracy - config.tolerance
+        outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
+                                   null=victim.null, alpha=config.alpha, test_data=self.data,
+                                   before=victim.judgement, tolerance=config.tolerance)
+        judged = outcome.after.to_dict()
         record = {
             "scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-            "test_accuracy": accuracy, "victim_accuracy": victim.accuracy, **judged,
-            "removed": victim.owned and (not judged["owned"]) and keeps_accuracy,
-            "victim_owned": victim.owned,
-            "keeps_accuracy": keeps_accuracy,
-            "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": epochs},
+            **judged, "victim_accuracy": victim.accuracy,
+            "removed": outcome.removed, "victim_owned": victim.owned, "keeps_accuracy": outcome.keeps_accuracy,
+            "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": outcome.epochs},
             "seconds": round(time.perf_counter() - started, 3),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +255,8 @@ class Bench:
                 controls = controls if controls is not None else self.controls()
                 victim.null = measure_null(victim.key, controls)
             baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null=victim.null)
-            victim.owned = baseline.owned
+            victim.judgement = Judgement(victim.accuracy, baseline.owned, baseline.p_value, baseline.matches,
+                                         baseline.total, baseline.threshold, baseline.statistic, baseline.agreement)
             victims[scheme] = {"test_accuracy": victim.accuracy, "owned": baseline.owned,
                                "p_value": baseline.p_value, "matches": baseline.matches,
                                "total": baseline.total, "statistic": baseline.statistic,
@@ -347,7 +338,6 @@ def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | No
     if not main:
         return results
     write_json(out / "results.json", results)
-    (out / "results.md.tmp").write_text(markdown_table(results))
-    (out / "results.md.tmp").replace(out / "results.md")
+    atomic_write_text(out / "results.md", markdown_table(results))
     results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
     return results

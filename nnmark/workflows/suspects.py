@@ -1,4 +1,4 @@
-"""Open whatever the user points ``verify`` at as a :class:`Suspect`, and describe it for the
+"""Open whatever the user points ``verify`` at as a :class:`~nnmark.verification.suspects.Suspect`, and describe it for the
 evidence record (what was tested: a file and its hash, or an endpoint)."""
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""Attack, then judge: what the bench, ``nnmark attack`` and the paper scripts all do with a
+removal attack — run it (or a chain) on a copy of the victim, then measure the attacked model's
+test accuracy and its verdict against the victim's key.
+
+An attack *removes* a watermark only when the verdict flips to "not owned" while test accuracy
+stays within ``tolerance`` of the victim's: destroying the model is not removing the mark.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nnmark.api import verify_model
+from nnmark.attacks.base import AttackContext, parse_chain, resolve_strengths, run_chain
+from nnmark.data.base import Dataset
+from nnmark.errors import NonFiniteOutput
+from nnmark.models.inference import evaluate
+from nnmark.schemes.key import WatermarkKey
+from nnmark.verification.nulls import ControlNull
+
+
+@dataclass
+class Judgement:
+    """A model's test accuracy and its verdict against a key, in the bench's record fields."""
+
+    test_accuracy: float
+    owned: bool
+    p_value: float
+    matches: int
+    total: int
+    threshold: int
+    statistic: str
+    evidence: float  # the share of key items it agrees with
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge_model(model, key: WatermarkKey, data: Dataset, *, null: ControlNull | None = None,
+                alpha: float = 1e-6, device: str = "auto") -> Judgement:
+    """Test accuracy on ``data``'s test split and the verdict against ``key``. A model whose outputs
+    are NaN (an attack that broke it outright) is judged not owned, with no evidence."""
+    accuracy = evaluate(model, data.test_x, data.test_y, device=device)
+    try:
+        verdict = verify_model(model, key, alpha=alpha, null=null)
+    except NonFiniteOutput:
+        total = key.item_count
+        return Judgement(accuracy, False, 1.0, 0, total, total + 1, "the attacked model outputs NaN", 0.0)
+    return Judgement(accuracy, verdict.owned, verdict.p_value, verdict.matches, verdict.total, verdict.threshold,
+                     verdict.statistic, verdict.agreement)
+
+
+@dataclass
+class AttackOutcome:
+    attacked: Any  # the attacked model (the victim is untouched)
+    before: Judgement
+    after: Judgement
+    epochs: int  # training epochs the attack spent (its budget)
+    keeps_accuracy: bool
+    removed: bool  # owned before, not after, and accuracy kept
+
+
+def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackContext, *,
+                     strength: float | None = None, null: ControlNull | None = None, alpha: float = 1e-6,
+                     test_data: Dataset | None = None, before: Judgement | None = None,
+                     tolerance: float = 0.05) -> AttackOutcome:
+    """Run ``attack`` (a name or chain, ``prune:0.5+ftal``) on ``victim`` with what ``context`` gives
+    the attacker, and judge the victim (unless ``before`` is given) and the attacked model on
+    ``test_data`` (default: the attacker's dataset, whose test split is kept whole)."""
+    steps = parse_chain(attack)
+    test_data = test_data or context.data
+    device = context.train.device
+    before = before or judge_model(victim, key, test_data, null=null, alpha=alpha, device=device)
+    attacked = run_chain(victim, steps, context, strength)
+    after = judge_model(attacked, key, test_data, null=null, alpha=alpha, device=device)
+    epochs = sum(step.epochs(value, context) for step, value in resolve_strengths(steps, strength))
+    keeps = after.test_accuracy >= before.test_accuracy - tolerance
+    return AttackOutcome(attacked, before, after, epochs, keeps, before.owned and not after.owned and keeps)

@@ -1,0 +1,72 @@
+"""Verification as the command line runs it: the null a key needs (from a file, or measured on
+control models given), the suspect opened from a path or an endpoint, an optional disclosed
+subset, and the verdict together with its evidence record."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nnmark.api import measure_null, verify_model
+from nnmark.errors import NNMarkError
+from nnmark.models.store import load_model
+from nnmark.reporting.evidence import evidence_record, suspect_identity
+from nnmark.schemes.base import get_scheme
+from nnmark.schemes.key import WatermarkKey
+from nnmark.verification.nulls import ControlNull, load_null
+from nnmark.verification.stats import Verdict
+from nnmark.verification.suspects import Suspect
+from nnmark.workflows.suspects import open_suspect
+
+
+@dataclass
+class VerificationResult:
+    verdict: Verdict
+    record: dict[str, Any]  # the evidence record (what was tested, against which committed key, warnings)
+    tested_key: WatermarkKey  # the key, or the disclosed subset of it that was tested
+    suspect: Suspect
+
+
+def resolve_null(key: WatermarkKey, *, null_file: str | Path | None = None,
+                 calibrate_with: list[str | Path] | None = None, key_path: str | Path = "KEY") -> ControlNull | None:
+    """The null ``key`` is verified against: None for an exact one; read from ``null_file`` or
+    measured on the models ``calibrate_with`` for an estimated one (refused where it is missing,
+    or given where the null is exact)."""
+    scheme = get_scheme(key.scheme)
+    if null_file is not None and calibrate_with:
+        raise NNMarkError("give either --null or --calibrate-with, not both", field="--null")
+    if scheme.null_kind == "exact":
+        if null_file is not None or calibrate_with:
+            raise NNMarkError(f"scheme '{key.scheme}' has an exact null: --null and --calibrate-with do not apply",
+                              field="--null")
+        return None
+    if null_file is not None:
+        null = load_null(null_file)
+        null.check_for(key.commitment, key.item_count, str(null_file))
+        return null
+    if calibrate_with:
+        null = measure_null(key, [load_model(path).model for path in calibrate_with],
+                            [str(path) for path in calibrate_with])
+        null.check_for(key.commitment, key.item_count, "--calibrate-with")
+        return null
+    raise NNMarkError(f"scheme '{key.scheme}' has no exact null: measure it on models made without the key "
+                      f"(nnmark calibrate --key {key_path} --out null.json) and pass --null null.json", field="--null")
+
+
+def verify_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint: str | None = None,
+                   model_name: str | None = None, architecture: str = "small-cnn",
+                   mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                   null: ControlNull | None = None, alpha: float = 1e-6, tests: int = 1,
+                   subset: int | None = None, device: str = "auto",
+                   http_options: dict[str, Any] | None = None) -> VerificationResult:
+    """Open the suspect (``model``: a directory or file; or ``endpoint`` + ``model_name``), test it
+    against ``key`` (or ``subset`` of its items, drawn from the commitment and the suspect's
+    identity), and return the verdict with its evidence record."""
+    get_scheme(key.scheme).check_key(key)
+    suspect, described = open_suspect(key, model=model, endpoint=endpoint, model_name=model_name,
+                                      architecture=architecture, mean=mean, std=std, device=device,
+                                      http_options=http_options)
+    tested = key if subset is None else get_scheme(key.scheme).subset(key, subset, suspect_identity(described))
+    verdict = verify_model(suspect, tested, alpha=alpha, null=null, tests=tests)
+    record = evidence_record(verdict, key, described, subset=tested.params.get("subset"))
+    return VerificationResult(verdict, record, tested, suspect)
