@@ -72,8 +72,9 @@ def main() -> None:
     parser.add_argument("--controls", type=int, default=20, help="nnmark's controls for the estimated nulls.")
     parser.add_argument("--control-epochs", type=int, default=4)
     parser.add_argument("--simulate", action="store_true", help="Only the simulation.")
+    parser.add_argument("--trials", type=int, default=4000, help="Simulated suspects per mixture.")
     args = parser.parse_args()
-    simulate()
+    simulate(args.trials)
     if args.simulate:
         return
     started = time.perf_counter()

@@ -17,10 +17,10 @@ from __future__ import annotations
 from _papers import Table, adi_key, arguments, load, parse, setting, train
 
 from nnmark.api import verify_model
-from nnmark.attacks import AttackContext, parse_chain, run_chain
+from nnmark.attacks import AttackContext
 from nnmark.models.store import ModelSpec
-from nnmark.training import TrainConfig
-from nnmark.models.inference import evaluate
+from nnmark.training.presets import preset
+from nnmark.workflows.attack import attack_and_judge
 
 ATTACKS = ("ftll", "ftal", "rtll", "rtal")
 
@@ -56,19 +56,18 @@ def main() -> None:
         attacker = data.subset(args.attacker_fraction, seed=args.seed + 7)
         spec = ModelSpec(args.model, data.num_classes, data.input_shape, data.mean, data.std)
         context = AttackContext(attacker, spec, seed=args.seed,
-                                train=TrainConfig(epochs=args.attack_epochs, batch_size=args.batch_size, lr=0.01,
-                                                  schedule="constant", device=args.device))
+                                train=preset("attack", epochs=args.attack_epochs, batch_size=args.batch_size,
+                                             device=args.device))
         for label, marked in (("from scratch", scratch), ("pretrained", pretrained)):
             verdict = verify_model(marked.model, key)
             table.add(dataset=name, model=label, stage="trained", test_accuracy=100 * marked.test_accuracy,
                       trigger_accuracy=100 * verdict.agreement, owned=verdict.owned, p_value=verdict.p_value,
                       paper="trigger 100%, test accuracy as without the mark")
             for attack in ATTACKS:
-                attacked = run_chain(marked.model, parse_chain(attack), context, float(args.attack_epochs))
-                verdict = verify_model(attacked, key)
-                accuracy = evaluate(attacked, data.test_x, data.test_y, device=args.device)
-                table.add(dataset=name, model=label, stage=attack, test_accuracy=100 * accuracy,
-                          trigger_accuracy=100 * verdict.agreement, owned=verdict.owned, p_value=verdict.p_value)
+                after = attack_and_judge(marked.model, key, attack, context, strength=float(args.attack_epochs),
+                                         test_data=data).after
+                table.add(dataset=name, model=label, stage=attack, test_accuracy=100 * after.test_accuracy,
+                          trigger_accuracy=100 * after.evidence, owned=after.owned, p_value=after.p_value)
     table.save(args.json)
 
 

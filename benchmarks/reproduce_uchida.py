@@ -17,11 +17,11 @@ from __future__ import annotations
 from _papers import Table, arguments, load, model_kwargs, parse, setting, train
 
 from nnmark.api import generate_key, verify_model
-from nnmark.attacks import AttackContext, parse_chain, run_chain
+from nnmark.attacks import AttackContext
 from nnmark.models.store import ModelSpec
 from nnmark.models.wide_resnet import UCHIDA_LAYER
-from nnmark.training import TrainConfig
-from nnmark.models.inference import evaluate
+from nnmark.training.presets import preset
+from nnmark.workflows.attack import attack_and_judge
 
 
 def main() -> None:
@@ -54,16 +54,14 @@ def main() -> None:
                   bit_error_rate=verdict.details["bit_error_rate"], owned=verdict.owned, p_value=verdict.p_value,
                   paper="BER 0, accuracy as without the mark")
         context = AttackContext(data.subset(0.5, seed=args.seed + 7), spec, seed=args.seed,
-                                train=TrainConfig(epochs=args.fine_tune_epochs, batch_size=args.batch_size,
-                                                  lr=0.01, schedule="constant", device=args.device))
+                                train=preset("attack", epochs=args.fine_tune_epochs, batch_size=args.batch_size,
+                                             device=args.device))
         stages = [(f"pruned {rate:.0%}", "prune", rate) for rate in args.prune_rates]
         stages.append((f"fine-tuned {args.fine_tune_epochs} epochs", "ftal", float(args.fine_tune_epochs)))
         for stage, attack, strength in stages:
-            attacked = run_chain(marked.model, parse_chain(attack), context, strength)
-            verdict = verify_model(attacked, key)
-            accuracy = evaluate(attacked, data.test_x, data.test_y, device=args.device)
-            table.add(dataset=name, stage=stage, test_accuracy=100 * accuracy,
-                      bit_error_rate=verdict.details["bit_error_rate"], owned=verdict.owned, p_value=verdict.p_value,
+            after = attack_and_judge(marked.model, key, attack, context, strength=strength, test_data=data).after
+            table.add(dataset=name, stage=stage, test_accuracy=100 * after.test_accuracy,
+                      bit_error_rate=after.facts["bit_error_rate"], owned=after.owned, p_value=after.p_value,
                       paper="BER 0 up to 65%" if stage.startswith("pruned") else "")
     table.save(args.json)
 

@@ -11,7 +11,7 @@ import torch
 from nnmark.api import generate_key, train_model, verify_model
 from nnmark.data import load_dataset
 from nnmark.models import ModelSpec
-from nnmark.training import TrainConfig
+from nnmark.training.presets import preset
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     data = load_dataset("digits")
     spec = ModelSpec("small-cnn", 10, data.input_shape, data.mean, data.std)
     key = generate_key("uchida", num_classes=10, input_shape=data.input_shape, seed=5, model_spec=spec)
-    config = TrainConfig(epochs=args.epochs, batch_size=64, lr=0.05)
+    config = preset("small-data", epochs=args.epochs)
     control = train_model(data, config)
     print(f"layer {key.params['layer']}, T = {key.params['bits']}, epochs {args.epochs}")
     print(f"{'lambda':>8} {'test acc':>9} {'bits':>8} {'BER':>7} {'p-value':>9}")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nnmark.models.fatty_skinny import Decoder
+from nnmark.training.auxiliary import fit_auxiliary
 from nnmark.schemes.trojan import stamp_patch
 
 
@@ -33,19 +34,20 @@ def trojan_stamp(images: torch.Tensor, seed: int = 0, patch: float = 0.25) -> to
 def train_detector(decoder: Decoder, clean: torch.Tensor, marked: torch.Tensor, epochs: int = 10,
                    batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> Decoder:
     """Train a decoder alone to tell ``marked`` from ``clean`` (a baseline's fixed marks)."""
-    torch.manual_seed(seed)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=lr)
     decoder.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(clean))
-        for start in range(0, len(clean), batch_size):
-            take = order[start:start + batch_size]
-            unmarked_logits, marked_logits = decoder(clean[take]), decoder(marked[take])
-            loss = (F.binary_cross_entropy_with_logits(unmarked_logits, torch.zeros_like(unmarked_logits))
-                    + F.binary_cross_entropy_with_logits(marked_logits, torch.ones_like(marked_logits)))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+
+    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        unmarked, stamped = batch
+        unmarked_logits, marked_logits = decoder(unmarked), decoder(stamped)
+        loss = (F.binary_cross_entropy_with_logits(unmarked_logits, torch.zeros_like(unmarked_logits))
+                + F.binary_cross_entropy_with_logits(marked_logits, torch.ones_like(marked_logits)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss}
+
+    fit_auxiliary([clean, marked], step, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu")
     return decoder.eval()
 
 

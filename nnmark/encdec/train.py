@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from nnmark.encdec.content import ContentLoss
 from nnmark.models.fatty_skinny import Decoder, Encoder
 from nnmark.models.inference import resolve_device
+from nnmark.training.auxiliary import fit_auxiliary
 
 
 @dataclass
@@ -48,39 +49,31 @@ def train_jointly(encoder: Encoder, decoder: Decoder, images: torch.Tensor, cont
     encoder.to(device).train()
     decoder.to(device).train()
     content.to(device)
-    images = images.to(device)
     encoder_opt = torch.optim.Adam(encoder.parameters(), lr=config.lr)
     decoder_opt = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    steps = max(1, len(images) // config.batch_size)
-    task = progress.add_task("encoder/decoder", total=steps * config.epochs) if progress is not None else None
-    result = JointResult()
+
+    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        x, = batch
+        # One encoder pass serves both steps: the encoder's weights do not change between them.
+        marked = encoder(x)
+        decoder_opt.zero_grad(set_to_none=True)
+        decoder_loss(decoder, x, marked.detach()).backward()
+        decoder_opt.step()
+        # encoder step on L_final, against the decoder just updated
+        main = decoder_loss(decoder, x, marked)
+        distance = content(x, marked)
+        loss = config.main_weight * main + torch.clamp(distance - config.gamma, min=0)
+        encoder_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        encoder_opt.step()
+        return {"main_loss": main, "content": distance}
+
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        generator = torch.Generator(device=device).manual_seed(config.seed)
-        for epoch in range(config.epochs):
-            order = torch.randperm(len(images), device=device, generator=generator)
-            sums = torch.zeros(2, device=device)
-            for step in range(steps):
-                x = images[order[step * config.batch_size:(step + 1) * config.batch_size]]
-                # One encoder pass serves both steps: the encoder's weights do not change between them.
-                marked = encoder(x)
-                decoder_opt.zero_grad(set_to_none=True)
-                decoder_loss(decoder, x, marked.detach()).backward()
-                decoder_opt.step()
-                # encoder step on L_final, against the decoder just updated
-                main = decoder_loss(decoder, x, marked)
-                distance = content(x, marked)
-                loss = config.main_weight * main + torch.clamp(distance - config.gamma, min=0)
-                encoder_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                encoder_opt.step()
-                sums += torch.stack([main.detach(), distance.detach()])
-                if task is not None:
-                    progress.advance(task)
-            main_mean, content_mean = (sums / steps).tolist()
-            result.history.append({"epoch": epoch + 1, "main_loss": main_mean, "content": content_mean})
-    result.seconds = time.perf_counter() - started
+    history = fit_auxiliary([images], step, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+                            device=device, drop_last=True, shuffle_on_device=True, progress=progress,
+                            description="encoder/decoder")
+    result = JointResult([{"epoch": epoch + 1, **means} for epoch, means in enumerate(history)],
+                         time.perf_counter() - started)
     encoder.eval().cpu()
     decoder.eval().cpu()
     content.cpu()

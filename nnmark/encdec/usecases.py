@@ -15,25 +15,28 @@ from torch import nn
 
 from nnmark.models.fatty_skinny import Decoder
 from nnmark.models.store import Classifier
+from nnmark.training.auxiliary import fit_auxiliary
 
 
 def train_injection(implanted: Classifier, marked: torch.Tensor, target: int, epochs: int = 30,
                     lr: float = 0.05, batch_size: int = 128, seed: int = 0) -> float:
     """Train only w so that marked inputs go to ``target``. Returns the final loss."""
-    torch.manual_seed(seed)
     implanted.eval()  # host batch norms stay as they are: nothing of the host changes
-    w = implanted.net.w
-    optimizer = torch.optim.Adam([w], lr=lr)
+    optimizer = torch.optim.Adam([implanted.net.w], lr=lr)
     labels = torch.full((len(marked),), target, dtype=torch.long)
-    loss = torch.zeros(())
-    for _ in range(epochs):
-        for start in range(0, len(marked), batch_size):
-            logits = implanted(marked[start:start + batch_size])
-            loss = F.cross_entropy(logits, labels[start:start + batch_size])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return float(loss.detach())
+    last = {}
+
+    def step(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        images, wanted = batch
+        loss = F.cross_entropy(implanted(images), wanted)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        last["loss"] = loss
+        return {"loss": loss}
+
+    fit_auxiliary([marked, labels], step, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu", shuffle=False)
+    return float(last["loss"].detach()) if last else 0.0
 
 
 class RejectOrBypass(nn.Module):

@@ -7,7 +7,7 @@ stays within ``tolerance`` of the victim's: destroying the model is not removing
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nnmark.api import verify_model
@@ -31,6 +31,7 @@ class Judgement:
     threshold: int
     statistic: str
     evidence: float  # the share of key items it agrees with
+    facts: dict[str, Any] = field(default_factory=dict)  # the scheme's evidence facts (a bit error rate, ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +48,8 @@ def judge_model(model, key: WatermarkKey, data: Dataset, *, null: ControlNull | 
         total = key.item_count
         return Judgement(accuracy, False, 1.0, 0, total, total + 1, "the attacked model outputs NaN", 0.0)
     return Judgement(accuracy, verdict.owned, verdict.p_value, verdict.matches, verdict.total, verdict.threshold,
-                     verdict.statistic, verdict.agreement)
+                     verdict.statistic, verdict.agreement,
+                     verdict.evidence.facts() if verdict.evidence is not None else {})
 
 
 @dataclass

@@ -96,11 +96,13 @@ def test_a_null_for_another_key_is_refused(keys):
 def test_measure_null_records_each_control_per_item(keys):
     key = keys["unrelated"]
     inputs = key.tensors["inputs"]
-    controls = [FixedAnswers([(inputs, torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(i)))])
-                for i in range(12)]
+    answers = [torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(i)) for i in range(12)]
+    controls = [FixedAnswers([(inputs, a)]) for a in answers]
     null = measure_null(key, controls)
     assert null.size == 12 and len(null.controls[0].hits) == 50
-    assert null.counts().tolist() == [sum(c.hits) for c in null.controls]
+    # each control's record is, item by item, whether its own answer was the target (4)
+    assert all(c.hits == (a == 4).int().tolist() for c, a in zip(null.controls, answers))
+    assert null.counts().tolist() == [int((a == 4).sum()) for a in answers]
     assert all(c.probe_target_rate == 0.0 for c in null.controls)  # probes answered 0, target is 4
 
 
