@@ -632,6 +632,7 @@ def encdec_sweep(
     content: str = typer.Option("classifier", "--content",
                                 help="classifier (features of a model nnmark trains first), pixel, or a VGG19 weights file."),
     use_cases: bool = typer.Option(True, "--use-cases/--no-use-cases", help="Also measure decode&inject and reject_or_bypass."),
+    injection_epochs: int = typer.Option(30, "--injection-epochs", help="Epochs of training w per target label (decode&inject)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out"),
     force: bool = typer.Option(False, "--force"),
@@ -652,7 +653,8 @@ def encdec_sweep(
     log = lambda message: err_console.print(f"[dim]{message}[/]")  # noqa: E731
     with progress_bars() as progress:
         result = encdec_sweep(dataset, sizes=sizes, gammas=gamma_list, epochs=epochs, content=content,
-                              measure_use_cases=use_cases, seed=seed, progress=progress, log=log)
+                              measure_use_cases=use_cases, injection_epochs=injection_epochs, seed=seed,
+                              progress=progress, log=log)
     sweep, table = result.sweep, result.table
     best = sweep["grid_setting"]
     with atomic_directory(out, force) as staging:

@@ -81,10 +81,20 @@ class WatermarkKey:
                 "input_shape": list(self.input_shape), "params": self.params}
 
     def tree(self) -> KeyTree:
+        # Hashing every tensor is the cost of a verification: keep the tree while nothing it
+        # covers changed (the same tensor objects, none modified in place, the same metadata).
+        stamp = (self.salt, json.dumps({**self.public_metadata(), "item_tensors": sorted(self.item_tensors)},
+                                       sort_keys=True, default=str),
+                 tuple((name, id(t), t._version) for name, t in sorted(self.tensors.items())))
+        cached = self.__dict__.get("_tree_cache")
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         items = {name: self.tensors[name] for name in self.item_tensors}
         shared = {name: t for name, t in self.tensors.items() if name not in self.item_tensors}
         metadata = {**self.public_metadata(), "item_tensors": sorted(self.item_tensors)}
-        return build_tree(self.salt, metadata, items, shared)
+        tree = build_tree(self.salt, metadata, items, shared)
+        self.__dict__["_tree_cache"] = (stamp, tree)
+        return tree
 
     @property
     def commitment(self) -> str:

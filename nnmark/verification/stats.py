@@ -170,8 +170,16 @@ def control_verdict(*, scheme: str, statistic: str, matches: int, total: int,
         raise ValueError("need 0 <= matches <= total and total >= 1")
     level = alpha / tests
     result = control_p_value(counts, matches, total)
-    threshold = next((k for k in range(total + 1)
-                      if control_p_value(counts, k, total)["p_value"] <= level), total + 1)
+    # The p-value never rises with the count, so the smallest count that reaches the level is
+    # found by bisection (a verifier judges many suspects; ~log2(total) evaluations each).
+    low, high = 0, total + 1
+    while low < high:
+        middle = (low + high) // 2
+        if control_p_value(counts, middle, total)["p_value"] <= level:
+            high = middle
+        else:
+            low = middle + 1
+    threshold = low
     size = len(counts)
     floor = 1 / (size + 1)
     rule = (f"owned iff matches >= {threshold} of {total} (p <= {level:.3g} against {size} control models"

@@ -22,10 +22,11 @@ class SweepResult:
 
 
 def encdec_sweep(dataset: Dataset, *, sizes: list[int], gammas: list[float], epochs: int = 20,
-                 content: str = "classifier", measure_use_cases: bool = True, seed: int = 0,
-                 progress=None, log=None) -> SweepResult:
+                 content: str = "classifier", measure_use_cases: bool = True, injection_epochs: int = 30,
+                 seed: int = 0, progress=None, log=None) -> SweepResult:
     """``content``: "classifier" (features of a small-cnn trained here, the "small-data" preset),
-    "pixel", or the path of a VGG19 weights file."""
+    "pixel", or the path of a VGG19 weights file. ``injection_epochs``: epochs of training w for
+    each target label in the decode&inject use case."""
     if any(size not in (1, 2, 3) for size in sizes):
         raise NNMarkError("decoder sizes are 1, 2 or 3", field="--decoder-sizes", got=sizes)
     if not sizes or not gammas:
@@ -45,6 +46,6 @@ def encdec_sweep(dataset: Dataset, *, sizes: list[int], gammas: list[float], epo
     if measure_use_cases:
         if log:
             log("use cases: decode&inject per target label, reject_or_bypass")
-        sweep["use_cases"] = use_cases(host.model, host.spec, encoder, decoder, dataset)
+        sweep["use_cases"] = use_cases(host.model, host.spec, encoder, decoder, dataset, epochs=injection_epochs)
         sweep["use_cases"]["setting"] = sweep["grid_setting"]
     return SweepResult(sweep, paper_table(sweep), encoder)

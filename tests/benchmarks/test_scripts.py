@@ -17,7 +17,7 @@ SCRIPTS = {
     "fast_recipe.py": TINY + ["--fast-epochs", "1", "--fast-batch", "128", "--skip-paper"],
     "uchida_strength.py": ["--strengths", "0.05", "--epochs", "1"],
     "null_audit.py": ["--simulate", "--trials", "50"],
-    "train_throughput.py": ["--steps", "2", "--batch", "32", "--workers", "0"],
+    "train_throughput.py": ["--steps", "1", "--batch", "16", "--workers", "0"],
 }
 
 

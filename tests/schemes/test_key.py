@@ -70,3 +70,20 @@ def test_missing_or_corrupt_files(tmp_path):
     (tmp_path / "k" / "key.json").write_text("[]")
     with pytest.raises(NNMarkError, match="key.json: key metadata must be a JSON object"):
         load_key(tmp_path / "k")
+
+
+def test_commitment_follows_in_place_changes_and_replaced_tensors():
+    import torch
+
+    from nnmark.schemes.key import WatermarkKey
+
+    key = WatermarkKey("adi", 10, (1, 4, 4), {"inputs": torch.rand(3, 1, 4, 4), "labels": torch.arange(3)})
+    first = key.commitment
+    assert key.commitment == first  # the cached tree
+    key.tensors["labels"][0] = 5  # in place
+    second = key.commitment
+    assert second != first
+    key.tensors["inputs"] = key.tensors["inputs"].clone()  # same values, new tensor: same commitment
+    assert key.commitment == second
+    key.params["size"] = 3
+    assert key.commitment != second

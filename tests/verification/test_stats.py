@@ -51,3 +51,18 @@ def test_bad_arguments(kwargs):
     base = dict(scheme="x", statistic="s", matches=5, total=100, null_rate=0.1, null_source="c", alpha=0.01)
     with pytest.raises(ValueError):
         binomial_verdict(**{**base, **kwargs})
+
+
+def test_control_threshold_is_the_smallest_count_that_reaches_the_level():
+    import numpy as np
+
+    from nnmark.verification.stats import control_p_value, control_verdict
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        counts = rng.binomial(100, rng.uniform(0.01, 0.6), size=int(rng.integers(5, 30)))
+        level = float(10 ** rng.uniform(-8, -1))
+        verdict = control_verdict(scheme="t", statistic="", matches=50, total=100, control_counts=counts,
+                                  null_source="", alpha=level)
+        brute = next((k for k in range(101) if control_p_value(counts, k, 100)["p_value"] <= level), 101)
+        assert verdict.threshold == brute

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_sweep_writes_table_record_and_grid(tmp_path):
     out = tmp_path / "sweep"
     result = CliRunner().invoke(app, ["encdec", "sweep", "--decoder-sizes", "1", "--gammas", "0.05", "--epochs", "1",
-                                      "--content", "pixel", "--out", str(out)])
+                                      "--content", "pixel", "--injection-epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     sweep = json.loads((out / "sweep.json").read_text())
     methods = [c["method"] for c in sweep["columns"]]
