@@ -38,19 +38,19 @@ DEMO_CONTROL_EPOCHS = 5
 DEMO_FINE_TUNE_EPOCHS = 10
 
 
-def _screening_models(implementation, data, seed, progress):
+def _screening_models(implementation, data, count, seed, progress):
     """Keyless models apart from the null's controls, for a one-target key to pick its target."""
-    if implementation.null_kind != "estimated":
+    if implementation.null_kind != "estimated" or not count:
         return None
-    return [c.model for c in train_controls(data, DEMO_SCREENING_MODELS, epochs=DEMO_CONTROL_EPOCHS,
+    return [c.model for c in train_controls(data, count, epochs=DEMO_CONTROL_EPOCHS,
                                             seed=seed + 3000, progress=progress)]
 
 
-def _demo_null(key, data, seed, staging, summary, progress):
+def _demo_null(key, data, count, seed, staging, summary, progress):
     """The measured null for a scheme without an exact one (else None)."""
     if get_scheme(key.scheme).null_kind != "estimated":
         return None
-    controls = train_controls(data, DEMO_CONTROLS, epochs=DEMO_CONTROL_EPOCHS, seed=seed + 2000, progress=progress)
+    controls = train_controls(data, count, epochs=DEMO_CONTROL_EPOCHS, seed=seed + 2000, progress=progress)
     null = measure_null(key, controls)
     save_null(null, staging / "null.json")
     summary["null"] = {"controls": null.size, "architectures": sorted({c.architecture for c in controls}),
@@ -61,9 +61,11 @@ def _demo_null(key, data, seed, staging, summary, progress):
 def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: str = "digits",
              data_dir: str | Path | None = None, epochs: int | None = None, seed: int = 0,
              alpha: float = 1e-6, force: bool = False, key_options: dict[str, Any] | None = None,
+             controls: int = DEMO_CONTROLS, screening_models: int = DEMO_SCREENING_MODELS,
              progress=None) -> dict[str, Any]:
     """Run the demo into ``out`` (refused if it exists, unless ``force``) and return the summary it
-    writes. ``key_options``: the scheme's keygen options (default: its own defaults)."""
+    writes. ``key_options``: the scheme's keygen options (default: its own defaults). ``controls``
+    and ``screening_models``: the keyless models of a scheme whose null is estimated."""
     started = time.perf_counter()
     implementation = get_scheme(scheme)
     data = load_dataset(dataset, data_dir)
@@ -80,7 +82,8 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
         clean = train("clean") if marks_trained else None
         key = generate_key(scheme, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed + 1000,
                            options=key_options, dataset=data, model_spec=spec, classifier=clean.model if clean else None,
-                           screen_with=_screening_models(implementation, data, seed, progress), progress=progress)
+                           screen_with=_screening_models(implementation, data, screening_models, seed, progress),
+                           progress=progress)
         save_key(key, staging / "key")
         summary: dict[str, Any] = {
             "nnmark_version": __version__, "scheme": scheme, "access": implementation.access,
@@ -89,7 +92,7 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
         }
         if implementation.key_summary(key):
             summary["key_quality"] = implementation.key_summary(key)
-        null = _demo_null(key, data, seed, staging, summary, progress)
+        null = _demo_null(key, data, controls, seed, staging, summary, progress)
         if clean is None:
             marked = train("watermarked", key)
             models = {"watermarked": (marked.model, marked.spec, marked), "clean": None}

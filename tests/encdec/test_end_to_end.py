@@ -91,7 +91,8 @@ def test_reject_or_bypass_admits_only_marked(key, host, digits):
 
 def test_demo_writes_the_encoder_decoder_summary(tmp_path):
     # the demo's own flow, with a shorter joint training than its default (the CLI run is `nnmark demo`)
-    summary = run_demo(tmp_path / "d", scheme="encoder-decoder", epochs=8, key_options={"epochs": 10})
+    summary = run_demo(tmp_path / "d", scheme="encoder-decoder", epochs=8, key_options={"epochs": 10}, controls=12,
+                       screening_models=2)
     assert json.loads((tmp_path / "d" / "summary.json").read_text()) == json.loads(json.dumps(summary))
     for field in ("decoding_success_marked", "decoding_success_unmarked", "psnr", "ms_ssim"):
         assert isinstance(summary["key_quality"][field], float)

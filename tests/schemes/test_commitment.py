@@ -19,10 +19,10 @@ def tiny_adi(seed=None):
     return generate_key("adi", num_classes=10, input_shape=(1, 4, 4), seed=seed, options={"size": 2})
 
 
-def test_trying_the_10000_smallest_seeds_does_not_find_the_key():
+def test_trying_the_2000_smallest_seeds_does_not_find_the_key():
     published = tiny_adi(seed=1234)  # a seed small enough to be found, were the digest unsalted
     target = published.commitment
-    tries = [tiny_adi(seed=s).commitment for s in range(10_000)]
+    tries = [tiny_adi(seed=s).commitment for s in range(2_000)]  # the published seed among them
     assert target not in tries
     # the material itself is rebuilt exactly from the seed: only the salt keeps the digest hidden
     assert torch.equal(tiny_adi(seed=1234).tensors["labels"], published.tensors["labels"])

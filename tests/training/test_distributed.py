@@ -55,7 +55,7 @@ def _run(arguments: list[str], cwd: Path, processes: int | None = None) -> subpr
     return result
 
 
-TRAIN = ["train", "--watermark", "key", "--embed", "per_batch=16", "--epochs", "8", "--batch-size", "64",
+TRAIN = ["train", "--watermark", "key", "--embed", "per_batch=16", "--epochs", "6", "--batch-size", "64",
          "--lr", "0.05", "--quiet"]
 
 
