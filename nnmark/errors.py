@@ -40,3 +40,7 @@ class NNMarkError(Exception):
 
 class NonFiniteOutput(NNMarkError):
     """A suspect whose outputs are NaN or infinite: there is nothing to read a verdict from."""
+
+
+class MarkNotFound(NNMarkError):
+    """A white-box suspect without the layer a key's mark is read from (another architecture)."""

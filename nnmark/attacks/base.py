@@ -36,6 +36,8 @@ class AttackContext:
     train: TrainConfig = field(default_factory=lambda: preset("attack"))
     victim_key: WatermarkKey | None = None
     progress: Any = None
+    # Overrides of the running attack's declared settings (Attack.settings), e.g. {"lr": 0.1}.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 class Attack(ABC):
@@ -47,6 +49,26 @@ class Attack(ABC):
     chain_strength: ClassVar[float]  # used inside a chain when none is given
     # Part of the bench's standard set (variants of a standard attack are run when asked for).
     standard: ClassVar[bool] = True
+    # What the thief needs (data, queries, access), as the SoK tables state it.
+    threat_model: ClassVar[str] = "a white-box copy of the model and a share of its training data"
+    # The attack's hyperparameters beside the swept strength, with the literature's defaults;
+    # every result records the values it ran with. ``search``: the grid the adaptive attacker
+    # tries per cell (a mark survives only if no setting in it removes the mark).
+    settings: ClassVar[dict[str, Any]] = {}
+    search: ClassVar[dict[str, tuple]] = {}
+
+    def setting(self, context: AttackContext, name: str) -> Any:
+        return context.settings.get(name, self.settings[name])
+
+    def resolved_settings(self, context: AttackContext) -> dict[str, Any]:
+        """The values this attack runs with; a training setting left None is the context's recipe's."""
+        unknown = sorted(set(context.settings) - set(self.settings))
+        if unknown:
+            raise NNMarkError(f"attack '{self.name}' has no setting {', '.join(unknown)}", field="settings",
+                              expected=", ".join(sorted(self.settings)) or "none")
+        values = {name: context.settings.get(name, value) for name, value in self.settings.items()}
+        return {name: getattr(context.train, name) if value is None and name in TRAIN_SETTINGS else value
+                for name, value in values.items()}
 
     @abstractmethod
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
@@ -120,10 +142,22 @@ def resolve_strengths(steps: list[AttackStep], strength: float | None = None) ->
 
 def run_chain(model: Classifier, steps: list[AttackStep], context: AttackContext,
               strength: float | None = None) -> Classifier:
-    """Apply ``steps`` in order. ``strength`` overrides the strength of a single-step chain."""
+    """Apply ``steps`` in order. ``strength`` overrides the strength of a single-step chain;
+    ``context.settings`` apply to a single-step chain's attack (each step of a longer chain runs
+    with its own declared defaults)."""
     for index, (attack, value) in enumerate(resolve_strengths(steps, strength)):
-        model = attack.apply(model, value, replace(context, seed=context.seed + 7919 * index))
+        settings = context.settings if len(steps) == 1 else {}
+        step_context = replace(context, seed=context.seed + 7919 * index,
+                               settings={**attack.settings, **settings})
+        attack.resolved_settings(step_context)
+        model = attack.apply(model, value, step_context)
     return model
+
+
+def chain_settings(steps: list[AttackStep], context: AttackContext) -> list[dict[str, Any]]:
+    """The settings each step of a chain runs with (what a result records)."""
+    return [attack.resolved_settings(context if len(steps) == 1 else replace(context, settings={}))
+            for attack, _ in resolve_strengths(steps)]
 
 
 # Helpers shared by attacks.
@@ -143,11 +177,17 @@ def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+TRAIN_SETTINGS = ("lr", "label_smoothing", "weight_decay", "schedule", "batch_size", "momentum")
+
+
 def fine_tune(model: Classifier, context: AttackContext, epochs: int, *, parameters=None,
               freeze_batchnorm: bool = False) -> Classifier:
+    """Train ``model`` on the attacker's data with the context's recipe, changed by any of the
+    running attack's settings that are training settings (its ``lr``, ``label_smoothing``, ...)."""
     if epochs <= 0:
         return model
-    config = replace(context.train, epochs=epochs, seed=context.seed)
+    changes = {name: value for name, value in context.settings.items() if name in TRAIN_SETTINGS and value is not None}
+    config = replace(context.train, epochs=epochs, seed=context.seed, **changes)
     fit(model, context.data.train_x, context.data.train_y, config, augmentation=context.data.augmentation,
         parameters=parameters, freeze_batchnorm=freeze_batchnorm, progress=context.progress,
         description="attack fine-tune")

@@ -8,7 +8,7 @@ from dataclasses import replace
 import torch
 
 from nnmark.attacks.base import Attack, AttackContext, register_attack
-from nnmark.models.store import Classifier, create_model
+from nnmark.models.store import Classifier, ModelSpec, create_model
 from nnmark.training.trainer import fit
 from nnmark.models.inference import predict_logits
 
@@ -24,10 +24,21 @@ class Distill(Attack):
     def epochs(self, strength: float, context: AttackContext) -> int:
         return int(strength)
 
+    # A fresh model needs a from-scratch rate, not the gentle fine-tuning one; temperature softens the
+    # victim's outputs (Hinton et al. 2015); architecture None keeps the victim's (else cross-architecture).
+    settings = {"lr": 0.05, "temperature": 1.0, "architecture": None}
+    search = {"lr": (0.01, 0.05, 0.1), "temperature": (1.0, 4.0), "architecture": (None, "mlp")}
+    threat_model = "queries to the model's output probabilities on the thief's own images; no labels, no weights"
+
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
-        soft = torch.softmax(predict_logits(model, context.data.train_x, device=context.train.device), dim=1)
-        student = create_model(context.spec, seed=context.seed + 1)
-        # A fresh model needs a from-scratch recipe, not the gentle fine-tuning one.
-        config = replace(context.train, epochs=int(strength), lr=0.05, schedule="step", seed=context.seed)
+        temperature = float(self.setting(context, "temperature"))
+        logits = predict_logits(model, context.data.train_x, device=context.train.device)
+        soft = torch.softmax(logits / temperature, dim=1)
+        architecture = self.setting(context, "architecture")
+        spec = context.spec if architecture in (None, context.spec.architecture) else ModelSpec(
+            architecture, context.spec.num_classes, tuple(context.spec.input_shape), context.spec.mean, context.spec.std)
+        student = create_model(spec, seed=context.seed + 1)
+        config = replace(context.train, epochs=int(strength), lr=float(self.setting(context, "lr")), schedule="step",
+                         seed=context.seed)
         fit(student, context.data.train_x, soft, config, progress=context.progress, description="attack distill")
         return student.to("cpu").eval()

@@ -18,6 +18,10 @@ class FineTuneAttack(Attack):
     chain_strength = 5
     reinit_last: bool = False
     last_only: bool = False
+    # None: the recipe of the attack context (Adi et al. fine-tune at the end-of-training rate, 0.01
+    # of their 0.1). A thief is free to use any rate, and one near the original moves weights far more.
+    settings = {"lr": None, "label_smoothing": None}
+    search = {"lr": (0.001, 0.01, 0.05, 0.1), "label_smoothing": (0.0, 0.1)}
 
     def epochs(self, strength: float, context: AttackContext) -> int:
         return int(strength)

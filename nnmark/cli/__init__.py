@@ -577,6 +577,8 @@ def bench(
     tolerance: float = typer.Option(0.05, "--tolerance", help="Accuracy drop an attack may cause and still count."),
     alpha: float = typer.Option(1e-6, "--alpha"),
     quick: bool = typer.Option(False, "--quick", help="A small sweep: a couple of strengths per attack."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Per cell, try every setting in each attack's search grid "
+                                                            "(learning rates, ...); report the strongest."),
     out: Path = typer.Option(..., "--out", help="Bench directory (reused as a cache across runs)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory that is not a bench."),
 ) -> None:
@@ -594,7 +596,7 @@ def bench(
     scheme_list = SCHEMES.names() if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else standard_attacks()
     config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=model, attacker_fraction=fraction,
-                         seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha,
+                         seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha, adaptive=adaptive,
                          victim=preset("small-data", epochs=epochs))
     group = join_from_environment()
     try:

@@ -56,15 +56,22 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(f"| {scheme} | {_pct(victim['test_accuracy'])}% | {victim['matches']}/{victim['total']} "
                      f"| {'owned' if victim['owned'] else 'not owned'} |")
     lines += ["", "## What removes what", "", *removal_matrix(results), "", "## Every cell", "",
-              "| scheme | attack | strength | test acc % | evidence % | owned | removed |",
-              "|---|---|---|---|---|---|---|"]
+              "| scheme | attack | strength | test acc % | evidence % | owned | removed | settings |",
+              "|---|---|---|---|---|---|---|---|"]
+    if config.get("adaptive"):
+        lines[lines.index("## Every cell") + 1:lines.index("## Every cell") + 1] = [
+            "", "Adaptive: each cell is the strongest of every setting in the attack's search grid "
+            "(`settings` shows the one reported and how many were tried).", ""]
     for row in results["summary"]:
         strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
         owned = f"{row['owned_rate']:.0%}" if row["seeds"] > 1 else ("yes" if row["owned_rate"] else "no")
         removed = f"{row['removed_rate']:.0%}" if row["seeds"] > 1 else ("**yes**" if row["removed_rate"] else "no")
+        settings = ", ".join(f"{k}={v}" for step in row.get("settings") or [] for k, v in step.items()) or "—"
+        if row.get("settings_tried"):
+            settings += f" (best of {row['settings_tried']})"
         lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | "
                      f"{_pct(row['test_accuracy'], row['test_accuracy_ci95'])} | "
-                     f"{_pct(row['evidence'], row['evidence_ci95'])} | {owned} | {removed} |")
+                     f"{_pct(row['evidence'], row['evidence_ci95'])} | {owned} | {removed} | {settings} |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnmark.errors import NNMarkError
+from nnmark.errors import MarkNotFound, NNMarkError
 from nnmark.models.store import create_model
 from nnmark.schemes.base import (
     KeygenContext,
@@ -98,8 +98,8 @@ def find_weight(model: nn.Module, key: WatermarkKey) -> tuple[torch.Tensor, str,
     same_shape = [(n, p) for n, p in named.items() if tuple(p.shape) == shape]
     if len(same_shape) == 1:
         return same_shape[0][1], same_shape[0][0], "shape"
-    raise NNMarkError(f"cannot find the signed layer '{name}' of shape {list(shape)} in the suspect "
-                      f"({len(same_shape)} weights have that shape)", field="layer")
+    raise MarkNotFound(f"cannot find the signed layer '{name}' of shape {list(shape)} in the suspect "
+                       f"({len(same_shape)} weights have that shape)", field="layer")
 
 
 class SignatureRegulariser(TrainingHook):

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nnmark.api import verify_model
-from nnmark.attacks.base import AttackContext, parse_chain, resolve_strengths, run_chain
+from nnmark.attacks.base import AttackContext, chain_settings, parse_chain, resolve_strengths, run_chain
 from nnmark.data.base import Dataset
-from nnmark.errors import NonFiniteOutput
+from nnmark.errors import MarkNotFound, NonFiniteOutput
 from nnmark.models.inference import evaluate
 from nnmark.schemes.key import WatermarkKey
 from nnmark.verification.nulls import ControlNull
@@ -47,6 +47,9 @@ def judge_model(model, key: WatermarkKey, data: Dataset, *, null: ControlNull | 
     except NonFiniteOutput:
         total = key.item_count
         return Judgement(accuracy, False, 1.0, 0, total, total + 1, "the attacked model outputs NaN", 0.0)
+    except MarkNotFound as missing:  # a white-box mark whose carrier is gone (another architecture)
+        total = key.item_count
+        return Judgement(accuracy, False, 1.0, 0, total, total + 1, f"no mark to read: {missing}", 0.0)
     return Judgement(accuracy, verdict.owned, verdict.p_value, verdict.matches, verdict.total, verdict.threshold,
                      verdict.statistic, verdict.agreement,
                      verdict.evidence.facts() if verdict.evidence is not None else {})
@@ -60,6 +63,8 @@ class AttackOutcome:
     epochs: int  # training epochs the attack spent (its budget)
     keeps_accuracy: bool
     removed: bool  # owned before, not after, and accuracy kept
+    settings: list[dict[str, Any]] = field(default_factory=list)  # each step's hyperparameters as run
+    attack_facts: dict[str, Any] = field(default_factory=dict)  # what the attack reports of itself (a guard's false alarms)
 
 
 def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackContext, *,
@@ -77,4 +82,6 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
     after = judge_model(attacked, key, test_data, null=null, alpha=alpha, device=device)
     epochs = sum(step.epochs(value, context) for step, value in resolve_strengths(steps, strength))
     keeps = after.test_accuracy >= before.test_accuracy - tolerance
-    return AttackOutcome(attacked, before, after, epochs, keeps, before.owned and not after.owned and keeps)
+    facts = attacked.attack_facts(test_data.test_x) if hasattr(attacked, "attack_facts") else {}
+    return AttackOutcome(attacked, before, after, epochs, keeps, before.owned and not after.owned and keeps,
+                         chain_settings(steps, context), facts)

@@ -14,6 +14,7 @@ the models and the results, and each rank writes the cells it ran.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import time
@@ -56,6 +57,7 @@ class BenchConfig:
     alpha: float = 1e-6
     controls: int = 20  # control models for schemes whose null is estimated
     control_epochs: int = 5
+    adaptive: bool = False  # per cell, try every setting in each attack's search grid; report the strongest
     victim: TrainConfig = field(default_factory=lambda: preset("small-data"))
     attack_train: TrainConfig = field(default_factory=lambda: preset("attack"))
 
@@ -212,23 +214,26 @@ class Bench:
 
     # Cells -------------------------------------------------------------------------------
 
-    def _cell_path(self, victim: Victim, attack_spec: str, strength: float | None, seed: int) -> Path:
+    def _cell_path(self, victim: Victim, attack_spec: str, strength: float | None, seed: int,
+                   settings: dict[str, Any] | None = None) -> Path:
         config = self.config
         # The victim's cache name covers how it was trained; a retrained victim gets fresh cells.
-        ident = _digest(victim.scheme, victim.name, victim.key.commitment, attack_spec, strength, seed,
-                        config.attacker_fraction, asdict(config.attack_train), config.alpha, __version__)
+        parts = (victim.scheme, victim.name, victim.key.commitment, attack_spec, strength, seed,
+                 config.attacker_fraction, asdict(config.attack_train), config.alpha, __version__)
+        ident = _digest(*parts, settings) if settings else _digest(*parts)
         return self.cache / "cells" / f"{ident}.json"
 
-    def cell(self, victim: Victim, attack_spec: str, strength: float | None, seed: int) -> dict[str, Any]:
+    def cell(self, victim: Victim, attack_spec: str, strength: float | None, seed: int,
+             settings: dict[str, Any] | None = None) -> dict[str, Any]:
         config = self.config
-        path = self._cell_path(victim, attack_spec, strength, seed)
+        path = self._cell_path(victim, attack_spec, strength, seed, settings)
         if path.is_file():
             self.reused += 1
             return read_json(path, "cached result")
         started = time.perf_counter()
         attacker_data = self.data.subset(config.attacker_fraction, seed=seed)
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
-                                victim_key=victim.key, progress=self.progress)
+                                victim_key=victim.key, progress=self.progress, settings=dict(settings or {}))
         outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
                                    null=victim.null, alpha=config.alpha, test_data=self.data,
                                    before=victim.judgement, tolerance=config.tolerance)
@@ -238,6 +243,7 @@ class Bench:
             **judged, "victim_accuracy": victim.accuracy,
             "removed": outcome.removed, "victim_owned": victim.owned, "keeps_accuracy": outcome.keeps_accuracy,
             "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": outcome.epochs},
+            "settings": outcome.settings, "attack_facts": outcome.attack_facts,
             "seconds": round(time.perf_counter() - started, 3),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,22 +268,55 @@ class Bench:
                                "total": baseline.total, "statistic": baseline.statistic,
                                "null_source": baseline.null_source, "null_kind": baseline.null_kind}
             for attack_spec in config.attacks:
+                grid = _grid(attack_spec) if config.adaptive else [None]
                 for strength in _sweep(attack_spec, config.quick):
-                    cells.extend((victim, attack_spec, strength, seed) for seed in range(config.seeds))
+                    cells.extend((victim, attack_spec, strength, seed, settings)
+                                 for seed in range(config.seeds) for settings in grid)
         rank, world_size = (self.distributed.rank, self.distributed.world_size) if self.distributed else (0, 1)
         records = []
-        for victim, attack_spec, strength, seed in cells[rank::world_size]:
+        for victim, attack_spec, strength, seed, settings in cells[rank::world_size]:
             self.log(f"{victim.scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}"
-                     f"{f' (seed {seed})' if config.seeds > 1 else ''}")
-            records.append(self.cell(victim, attack_spec, strength, seed))
+                     f"{f' (seed {seed})' if config.seeds > 1 else ''}{f' {settings}' if settings else ''}")
+            records.append(self.cell(victim, attack_spec, strength, seed, settings))
         counts = [self.computed, self.reused]
         if self.distributed is not None:
             counts = self.distributed.sum_counts(counts)
             # Every cell is in the cache now, written by the rank that ran it.
             records = [read_json(self._cell_path(*cell), "cached result") for cell in cells]
+        tried = records
+        records = strongest(records) if config.adaptive else records
         return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,
                 "records": records, "summary": summarise(records),
+                **({"settings_tried": tried} if config.adaptive else {}),
                 "cache": {"computed": counts[0], "reused": counts[1]}}
+
+
+def _grid(attack_spec: str) -> list[dict[str, Any] | None]:
+    """Every combination of a single attack's search grid (a chain runs at its defaults)."""
+    steps = parse_chain(attack_spec)
+    search = get_attack(steps[0].attack).search if len(steps) == 1 else {}
+    if not search:
+        return [None]
+    names = sorted(search)
+    return [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))]
+
+
+def strongest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scheme x attack x strength x seed, the setting that did the most: one that removes the
+    mark (the most accurate such), else the lowest evidence among those keeping accuracy, else
+    the lowest evidence. Each kept record says how many settings were tried and whether any
+    removed the mark."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["scheme"], record["attack"], record["strength"], record["seed"]), []).append(record)
+    chosen = []
+    for group in groups.values():
+        removed = [r for r in group if r["removed"]]
+        kept = [r for r in group if r["keeps_accuracy"]]
+        best = (max(removed, key=lambda r: r["test_accuracy"]) if removed else
+                min(kept, key=lambda r: r["evidence"]) if kept else min(group, key=lambda r: r["evidence"]))
+        chosen.append({**best, "settings_tried": len(group), "removed_by_any_setting": bool(removed)})
+    return chosen
 
 
 def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -305,6 +344,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "removed_rate": float(np.mean([r["removed"] for r in group])),
                      "max_p_value": max(r["p_value"] for r in group),
                      "victim_accuracy": group[0]["victim_accuracy"],
+                     "settings": group[0].get("settings"), "settings_tried": group[0].get("settings_tried"),
                      "threshold_fraction": max(r["threshold"] / r["total"] for r in group)})
     return rows
 

@@ -13,6 +13,8 @@ from nnmark.schemes import WatermarkKey
 from nnmark.training import TrainConfig, fit
 from nnmark.models.inference import evaluate
 
+pytestmark = pytest.mark.slow  # every test here uses a model trained for it
+
 
 @pytest.fixture(scope="module")
 def victim(digits):
@@ -186,3 +188,62 @@ def test_an_attack_that_destroys_the_model_is_visible(victim, context, digits):
     model, _ = victim
     wrecked = get_attack("prune").apply(model, 0.9, context)
     assert evaluate(wrecked, digits.test_x, digits.test_y) < evaluate(model, digits.test_x, digits.test_y) - 0.3
+
+
+@pytest.mark.parametrize("spread", [0.0, 2.0])
+@pytest.mark.parametrize("architecture,kwargs", [("small-cnn", {}), ("mlp", {"hidden": 32})])
+def test_permute_keeps_the_function_and_moves_every_hidden_weight(digits, spread, architecture, kwargs):
+    spec = ModelSpec(architecture, 10, digits.input_shape, digits.mean, digits.std, kwargs)
+    model = create_model(spec, seed=1)
+    fit(model, digits.train_x[:256], digits.train_y[:256], TrainConfig(epochs=1, batch_size=64, lr=0.05))
+    context = AttackContext(digits.subset(0.1), spec, seed=3)
+    attacked = get_attack("permute").apply(model, spread, context)
+    with torch.no_grad():
+        assert torch.allclose(attacked(digits.test_x), model(digits.test_x), atol=1e-5, rtol=1e-5)
+    moved = changed(params(model), params(attacked))
+    hidden = [name for name, p in model.named_parameters() if p.ndim > 1][:-1]  # the output layer's rows are classes
+    assert set(hidden) <= moved
+
+
+def test_permute_leaves_a_weight_signature_at_chance(digits):
+    from nnmark.api import generate_key, verify_model
+    from tests.schemes.fakes import sign_with_regulariser
+
+    spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
+    key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, seed=4, model_spec=spec)
+    signed = sign_with_regulariser(create_model(spec, seed=0), key, steps=60)
+    assert verify_model(signed, key).matches >= 250
+    permuted = get_attack("permute").apply(signed, 0.0, AttackContext(digits.subset(0.1), spec, seed=5))
+    verdict = verify_model(permuted, key)
+    assert not verdict.owned and 90 <= verdict.matches <= 166  # the layer's inputs were reordered: coin flips
+
+
+def test_ood_guard_flags_few_real_inputs_and_answers_foreign_ones_at_random(victim, digits):
+    from nnmark.schemes.abstract_images import abstract_images
+
+    model, spec = victim
+    context = AttackContext(digits.subset(0.3, seed=1), spec, seed=2)
+    guarded = get_attack("ood-guard").apply(model, 0.02, context)
+    false_alarm = guarded.attack_facts(digits.test_x)["guard_false_alarm_on_test"]
+    assert false_alarm <= 0.05  # a 2% target, measured on inputs the guard never saw
+    foreign = abstract_images(200, digits.input_shape, seed=9)
+    assert guarded.flagged(foreign).float().mean() > 0.9
+    unflagged = ~guarded.flagged(digits.test_x)
+    with torch.no_grad():  # the model's own answers wherever the guard lets a query through
+        assert torch.equal(guarded(digits.test_x)[unflagged].argmax(1), model(digits.test_x)[unflagged].argmax(1))
+
+
+def test_attacks_declare_settings_and_refuse_unknown_ones(victim, context):
+    from dataclasses import replace
+
+    from nnmark.attacks.base import chain_settings
+
+    model, _ = victim
+    assert chain_settings(parse_chain("ftal"), context) == [{"lr": 0.01, "label_smoothing": 0.0}]  # the recipe's
+    faster = replace(context, settings={"lr": 0.1})
+    assert chain_settings(parse_chain("ftal"), faster) == [{"lr": 0.1, "label_smoothing": 0.0}]
+    slow, fast = (run_chain(model, parse_chain("ftal:1"), c) for c in (context, faster))
+    moved = lambda m: sum((a - b).abs().sum() for a, b in zip(m.parameters(), model.parameters()))  # noqa: E731
+    assert moved(fast) > 2 * moved(slow)  # the setting is what ran
+    with pytest.raises(NNMarkError, match="no setting momentum"):
+        run_chain(model, parse_chain("ftal:1"), replace(context, settings={"momentum": 0.5}))

@@ -5,6 +5,8 @@ from typer.testing import CliRunner
 
 from nnmark.cli import app
 
+pytestmark = pytest.mark.slow  # every test here uses a model trained for it
+
 runner = CliRunner()
 
 

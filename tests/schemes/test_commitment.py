@@ -89,6 +89,7 @@ def test_the_subset_is_fixed_by_commitment_and_suspect_not_chosen(digits):
     assert set(first) <= set(scheme.subset(key, 12, "sha256:aa").params["subset"]["indices"])
 
 
+@pytest.mark.slow
 def test_check_disclosure_command(tmp_path, digits):
     from nnmark.training import TrainConfig
 

@@ -18,6 +18,8 @@ from nnmark.verification.stats import Verdict
 from nnmark.workflows.keygen import make_key
 from tests.schemes.fakes import FixedAnswers
 
+pytestmark = pytest.mark.slow  # every test here uses a model trained for it
+
 # Small keys, so every scheme's keygen takes a second or so; a scheme not listed uses its defaults.
 SMALL_OPTIONS = {
     "adi": {"size": 12},

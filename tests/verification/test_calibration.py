@@ -4,6 +4,8 @@ from nnmark.api import calibration_study, generate_key, train_model
 from nnmark.errors import NNMarkError
 from nnmark.training import TrainConfig
 
+pytestmark = pytest.mark.slow  # every test here uses a model trained for it
+
 
 def test_exact_null_against_independent_controls(nnmark_controls, adi_key):
     study = calibration_study(adi_key, nnmark_controls, alpha=1e-6)

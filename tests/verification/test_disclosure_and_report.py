@@ -9,6 +9,8 @@ from nnmark.errors import NNMarkError
 from nnmark.models import save_model
 from nnmark.schemes import get_scheme, save_key
 
+pytestmark = pytest.mark.slow  # every test here uses a model trained for it
+
 
 def test_subset_keeps_matching_rows_and_records_its_origin(adi_key, marked):
     scheme = get_scheme("adi")

@@ -110,3 +110,21 @@ def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_
                         tmp_path / "b")
     [cell] = results["records"]
     assert not cell["owned"] and cell["statistic"] == "the attacked model outputs NaN" and not cell["removed"]
+
+
+@pytest.mark.slow
+def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
+    from nnmark.attacks import get_attack
+
+    config = BenchConfig(["adi"], ["ftal:1"], adaptive=True, victim=TrainConfig(epochs=3, batch_size=64, lr=0.05))
+    results = run_bench(config, tmp_path / "b")
+    grid = get_attack("ftal").search
+    size = len(grid["lr"]) * len(grid["label_smoothing"])
+    assert len(results["settings_tried"]) == size and len(results["records"]) == 1
+    [best] = results["records"]
+    assert best["settings_tried"] == size
+    kept = [r for r in results["settings_tried"] if r["keeps_accuracy"]]
+    assert best["evidence"] == min(r["evidence"] for r in kept) or best["removed"]
+    assert {tuple(sorted(r["settings"][0].items())) for r in results["settings_tried"]} == {
+        (("label_smoothing", s), ("lr", lr)) for lr in grid["lr"] for s in grid["label_smoothing"]}
+    assert "best of" in (tmp_path / "b" / "results.md").read_text()
