@@ -100,6 +100,7 @@ class InputTransformed(Classifier):
 
 
 class InputAttack(Attack):
+    threat_model = "the model behind the thief's own query front end; no data, weights untouched"
     def transform(self, strength: float) -> dict:
         raise NotImplementedError
 

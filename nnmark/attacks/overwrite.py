@@ -14,6 +14,7 @@ from nnmark.training.trainer import fit
 
 @register_attack("overwrite")
 class Overwrite(Attack):
+    threat_model = "a white-box copy, a share of the training data, and the victim's scheme (not its key)"
     summary = "fine-tune with the attacker's own watermark of the same scheme"
     strength_meaning = "epochs of embedding the attacker's key"
     strengths = (1, 5, 10)

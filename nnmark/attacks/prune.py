@@ -26,6 +26,7 @@ def make_permanent(targets: list) -> None:
 
 
 class PruneAttack(Attack):
+    threat_model = 'a white-box copy of the weights; no data (prune-tune: and a share of the training data)'
     strength_meaning = "fraction of weights set to zero"
     strengths = (0.2, 0.4, 0.6, 0.8, 0.9)
     quick_strengths = (0.5, 0.9)

@@ -72,6 +72,20 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | "
                      f"{_pct(row['test_accuracy'], row['test_accuracy_ci95'])} | "
                      f"{_pct(row['evidence'], row['evidence_ci95'])} | {owned} | {removed} | {settings} |")
+    lines += ["", "## Attacks and what the thief needs", "", "| attack | what it does | threat model | settings (defaults) | adaptive grid |",
+              "|---|---|---|---|---|"]
+    from nnmark.attacks.base import TRAIN_SETTINGS, get_attack
+
+    for name in dict.fromkeys(step.split(":")[0] for spec in results["config"]["attacks"] for step in spec.split("+")):
+        attack = get_attack(name)
+        shown = lambda k, v: v if v is not None else "recipe" if k in TRAIN_SETTINGS else "victim's"  # noqa: E731
+        defaults = ", ".join(f"{k}={shown(k, v)}" for k, v in attack.settings.items()) or "—"
+        grid = "; ".join(f"{k} ∈ {{{', '.join(str(x) for x in v)}}}" for k, v in attack.search.items()) or "—"
+        lines.append(f"| {name} | {attack.summary} | {attack.threat_model} | {defaults} | {grid} |")
+    skipped = results.get("not_applicable") or []
+    if skipped:
+        lines += ["", "## Not applicable", ""]
+        lines += [f"- {r['scheme']} / {r['attack']}: {r['not_applicable']}" for r in skipped]
     return "\n".join(lines) + "\n"
 
 

@@ -39,6 +39,7 @@ from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
 from nnmark.workflows.attack import Judgement, attack_and_judge
 from nnmark.workflows.controls import train_control
+from nnmark.workflows.embed import mark_trained, marks_a_trained_model
 
 MARKER = ".nnmark-bench"
 SCREENING_MODELS = 6
@@ -193,16 +194,28 @@ class Bench:
     def victim(self, scheme: str) -> Victim:
         config = self.config
         # "key/2": salted keys whose one-target victims are screened (older caches retrain once).
+        # "marks-trained": a scheme keyed off a trained model marks that model (older caches retrain once).
+        marks = ("marks-trained",) if marks_a_trained_model(scheme) else ()
         name = f"victim-{scheme}-" + _digest(scheme, config.dataset, config.architecture, asdict(config.victim),
-                                             "key/2", *self._processes)
+                                             "key/2", *marks, *self._processes)
         implementation = get_scheme(scheme)
 
         def train():
             self.log(f"training the {scheme} victim")
             screen_with = self.screening() if implementation.null_kind == "estimated" else None
+            # A scheme whose key is made from a trained model marks that model (see workflows.embed).
+            host = (train_model(self.data, config.victim, architecture=config.architecture, progress=self.progress,
+                                description=f"host {scheme}", distributed=self.distributed)
+                    if marks_a_trained_model(scheme) else None)
             key = self._key(name, lambda: generate_key(
                 scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
-                seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec, screen_with=screen_with))
+                seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec, screen_with=screen_with,
+                classifier=host.model if host else None))
+            if host is not None:
+                marked = mark_trained(key, host, self.data, seed=config.victim.seed, batch_size=config.victim.batch_size,
+                                      progress=self.progress, distributed=self.distributed)
+                return marked.model, {"test_accuracy": marked.test_accuracy, "key": key, "spec": marked.spec,
+                                      "embedded_by": marked.how}
             trained = train_model(self.data, config.victim, architecture=config.architecture, key=key,
                                   embed_options=implementation.recommended_embed_options(len(self.data.train_y)),
                                   progress=self.progress,
@@ -234,9 +247,17 @@ class Bench:
         attacker_data = self.data.subset(config.attacker_fraction, seed=seed)
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
                                 victim_key=victim.key, progress=self.progress, settings=dict(settings or {}))
-        outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
-                                   null=victim.null, alpha=config.alpha, test_data=self.data,
-                                   before=victim.judgement, tolerance=config.tolerance)
+        try:
+            outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
+                                       null=victim.null, alpha=config.alpha, test_data=self.data,
+                                       before=victim.judgement, tolerance=config.tolerance)
+        except NNMarkError as why:  # an attack that cannot run on this victim (its architecture)
+            record = {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+                      "not_applicable": str(why)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, record)
+            self.computed += 1
+            return record
         judged = outcome.after.to_dict()
         record = {
             "scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
@@ -283,11 +304,13 @@ class Bench:
             counts = self.distributed.sum_counts(counts)
             # Every cell is in the cache now, written by the rank that ran it.
             records = [read_json(self._cell_path(*cell), "cached result") for cell in cells]
+        not_applicable = [r for r in records if "not_applicable" in r]
+        records = [r for r in records if "not_applicable" not in r]
         tried = records
         records = strongest(records) if config.adaptive else records
         return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,
                 "records": records, "summary": summarise(records),
-                **({"settings_tried": tried} if config.adaptive else {}),
+                **({"settings_tried": tried} if config.adaptive else {}), "not_applicable": not_applicable,
                 "cache": {"computed": counts[0], "reused": counts[1]}}
 
 

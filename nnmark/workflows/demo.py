@@ -22,20 +22,19 @@ from nnmark.api import TrainedModel, generate_key, measure_null, train_model, ve
 from nnmark.data.base import load_dataset
 from nnmark.io import atomic_directory, write_json
 from nnmark.models.inference import evaluate
-from nnmark.models.store import LoadedModel, ModelSpec, save_model
+from nnmark.models.store import ModelSpec, save_model
 from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import save_key
 from nnmark.training.presets import preset
 from nnmark.verification.nulls import save_null
 from nnmark.workflows.controls import train_controls
+from nnmark.workflows.embed import mark_trained, marks_a_trained_model
 
 DEMO_PRESET = "small-data"
 DEMO_ARCHITECTURE = "small-cnn"
 DEMO_CONTROLS = 20
 DEMO_SCREENING_MODELS = 6
 DEMO_CONTROL_EPOCHS = 5
-# Fine-tuning a trained model with a key (schemes marking the model their key was made from).
-DEMO_FINE_TUNE_EPOCHS = 10
 
 
 def _screening_models(implementation, data, count, seed, progress):
@@ -72,7 +71,7 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
     config = preset(DEMO_PRESET, seed=seed, **({"epochs": epochs} if epochs else {}))
     spec = ModelSpec(DEMO_ARCHITECTURE, data.num_classes, data.input_shape, data.mean, data.std)
     embed_options = implementation.recommended_embed_options(len(data.train_y))
-    marks_trained = "classifier" in implementation.requirements(implementation.make_options("keygen", key_options))
+    marks_trained = marks_a_trained_model(scheme, key_options)
 
     def train(name: str, key=None) -> TrainedModel:
         return train_model(data, config, architecture=DEMO_ARCHITECTURE, key=key, embed_options=embed_options,
@@ -99,19 +98,9 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
             clean = train("clean")
             summary["embedded_by"] = {"mode": "scratch", "embed_options": embed_options}
         else:
-            direct = implementation.embed_trained(clean.model, clean.spec, key, data, seed=seed, progress=progress)
-            if direct is not None:
-                model, model_spec, info = direct
-                models = {"watermarked": (model, model_spec, None)}
-                summary["embedded_by"] = {"mode": "direct", **info}
-            else:
-                base = LoadedModel(clean.model, clean.spec, {}, Path("<the clean model>"))
-                tuned = train_model(data, preset("fine-tune", epochs=DEMO_FINE_TUNE_EPOCHS, batch_size=config.batch_size,
-                                                 seed=seed), key=key, mode="pretrained", base=base,
-                                    embed_options=embed_options, progress=progress, description="watermarked")
-                models = {"watermarked": (tuned.model, tuned.spec, tuned)}
-                summary["embedded_by"] = {"mode": "fine-tune", "epochs": DEMO_FINE_TUNE_EPOCHS,
-                                          "embed_options": embed_options}
+            marked = mark_trained(key, clean, data, seed=seed, batch_size=config.batch_size, progress=progress)
+            models = {"watermarked": (marked.model, marked.spec, marked.trained)}
+            summary["embedded_by"] = marked.how
         models["clean"] = (clean.model, clean.spec, clean)
         for name, (model, model_spec, trained) in models.items():
             metadata = trained.metadata() if trained is not None else {"demo": name}
