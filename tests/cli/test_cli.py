@@ -167,9 +167,9 @@ def test_the_one_target_workflow_from_the_readme(tmp_path):
     steps = [
         ("keygen", "trojan", "--data", "digits", "--size", 50, "--probes", 50, "--screen-models", 3, "--seed", 4,
          "--out", tmp_path / "k"),
-        ("train", "--data", "digits", "--watermark", tmp_path / "k", "--epochs", 8, "--batch-size", 64, "--lr", 0.05,
+        ("train", "--data", "digits", "--watermark", tmp_path / "k", "--epochs", 5, "--batch-size", 64, "--lr", 0.05,
          "--embed", "per_batch=16", "--quiet", "--out", tmp_path / "marked"),
-        ("train", "--data", "digits", "--epochs", 8, "--batch-size", 64, "--lr", 0.05, "--seed", 3, "--quiet",
+        ("train", "--data", "digits", "--epochs", 5, "--batch-size", 64, "--lr", 0.05, "--seed", 3, "--quiet",
          "--out", tmp_path / "clean"),
         ("calibrate", "--key", tmp_path / "k", "--models", 10, "--epochs", 3, "--out", tmp_path / "null.json"),
     ]

@@ -83,7 +83,7 @@ def test_torchrun_two_cpu_processes_train_an_owned_model_like_one_process(tmp_pa
 
 @pytest.mark.slow
 def test_torchrun_bench_shares_cells_and_writes_once(tmp_path):
-    arguments = ["bench", "--schemes", "adi", "--attacks", "ftll,prune", "--quick", "--epochs", "8", "--out", "bench"]
+    arguments = ["bench", "--schemes", "adi", "--attacks", "ftll,prune", "--quick", "--epochs", "5", "--out", "bench"]
     first = _run(arguments, tmp_path, processes=2)
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert len(results["records"]) == 4  # two strengths per attack in the quick sweep
