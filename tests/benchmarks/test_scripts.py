@@ -16,6 +16,7 @@ SCRIPTS = {
     "reproduce_zhang.py": TINY + ["--controls", "10", "--control-epochs", "1", "--prune-rates", "0.5"],
     "fast_recipe.py": TINY + ["--fast-epochs", "1", "--fast-batch", "128", "--skip-paper"],
     "uchida_strength.py": ["--strengths", "0.05", "--epochs", "1"],
+    "uchida_alignment_null.py": ["--models", "3", "--keys", "1"],
     "null_audit.py": ["--simulate", "--trials", "50"],
     "train_throughput.py": ["--steps", "1", "--batch", "16", "--workers", "0"],
 }
