@@ -247,3 +247,30 @@ def test_attacks_declare_settings_and_refuse_unknown_ones(victim, context):
     assert moved(fast) > 2 * moved(slow)  # the setting is what ran
     with pytest.raises(NNMarkError, match="no setting momentum"):
         run_chain(model, parse_chain("ftal:1"), replace(context, settings={"momentum": 0.5}))
+
+
+def test_neural_cleanse_finds_a_trojan_target_and_unlearns_it(digits):
+    from nnmark.api import generate_key, train_model, verify_model, measure_null
+    from nnmark.training.presets import preset
+
+    spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
+    key = generate_key("trojan", num_classes=10, input_shape=digits.input_shape, seed=3, dataset=digits,
+                       options={"target": 4, "size": 50, "probes": 20})
+    marked = train_model(digits, preset("small-data", epochs=12), key=key, embed_options={"per_batch": 16})
+    context = AttackContext(digits.subset(0.3, seed=1), spec, seed=1)
+    cleaned = get_attack("neural-cleanse").apply(marked.model, 3, context)
+    assert cleaned.flagged_classes == [4]  # the smallest reversed trigger is the mark's target
+    sent = lambda m: int((m(key.tensors["inputs"]).argmax(1) == 4).sum())  # noqa: E731
+    with torch.no_grad():
+        assert sent(marked.model) >= 45 and sent(cleaned) < sent(marked.model) // 2
+    assert evaluate(cleaned, digits.test_x, digits.test_y) >= marked.test_accuracy - 0.03
+
+
+def test_knockoff_queries_come_from_another_domain(digits):
+    from nnmark.attacks.knockoff import transfer_set
+
+    for kind in ("letters", "abstract", "noise"):
+        images = transfer_set(kind, 20, digits.input_shape, seed=1)
+        assert images.shape == (20, *digits.input_shape) and 0 <= images.min() and images.max() <= 1
+    with pytest.raises(NNMarkError, match="unknown transfer set"):
+        transfer_set("cifar", 2, digits.input_shape, seed=1)
