@@ -250,7 +250,7 @@ def test_attacks_declare_settings_and_refuse_unknown_ones(victim, context):
 
 
 def test_neural_cleanse_finds_a_trojan_target_and_unlearns_it(digits):
-    from nnmark.api import generate_key, train_model, verify_model, measure_null
+    from nnmark.api import generate_key, train_model
     from nnmark.training.presets import preset
 
     spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
