@@ -39,12 +39,18 @@ def changed(before, after):
     return {name for name in before if not torch.equal(before[name], after[name])}
 
 
+# Cheaper settings for attacks whose defaults cost seconds (the code path is the same).
+FAST_SETTINGS = {"knockoff": {"count": 200}, "neural-cleanse": {"steps": 5}}
+
+
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_every_attack_returns_a_new_model_and_leaves_the_victim(name, victim, context):
+    from dataclasses import replace
+
     model, _ = victim
     before = params(model)
     attack = get_attack(name)
-    attacked = attack.apply(model, attack.quick_strengths[0], context)
+    attacked = attack.apply(model, attack.quick_strengths[0], replace(context, settings=FAST_SETTINGS.get(name, {})))
     assert attacked is not model
     assert not changed(before, params(model))
     assert attacked(torch.rand(2, 1, 16, 16)).shape == (2, 10)
@@ -249,21 +255,27 @@ def test_attacks_declare_settings_and_refuse_unknown_ones(victim, context):
         run_chain(model, parse_chain("ftal:1"), replace(context, settings={"momentum": 0.5}))
 
 
-def test_neural_cleanse_finds_a_trojan_target_and_unlearns_it(digits):
+def test_neural_cleanse_finds_a_trojan_target_and_unlearns_it(digits, digits_host):
     from nnmark.api import generate_key, train_model
     from nnmark.training.presets import preset
+
+    from pathlib import Path
+
+    from nnmark.models import LoadedModel
 
     spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
     key = generate_key("trojan", num_classes=10, input_shape=digits.input_shape, seed=3, dataset=digits,
                        options={"target": 4, "size": 50, "probes": 20})
-    marked = train_model(digits, preset("small-data", epochs=12), key=key, embed_options={"per_batch": 16})
+    host = LoadedModel(digits_host.model, digits_host.spec, {}, Path("<host>"))  # the shared trained model, marked here
+    marked = train_model(digits, preset("fine-tune", epochs=3, batch_size=64), key=key, mode="pretrained", base=host,
+                         embed_options={"per_batch": 16})
     context = AttackContext(digits.subset(0.3, seed=1), spec, seed=1)
     cleaned = get_attack("neural-cleanse").apply(marked.model, 3, context)
     assert cleaned.flagged_classes == [4]  # the smallest reversed trigger is the mark's target
     sent = lambda m: int((m(key.tensors["inputs"]).argmax(1) == 4).sum())  # noqa: E731
     with torch.no_grad():
         assert sent(marked.model) >= 45 and sent(cleaned) < sent(marked.model) // 2
-    assert evaluate(cleaned, digits.test_x, digits.test_y) >= marked.test_accuracy - 0.03
+    assert evaluate(cleaned, digits.test_x, digits.test_y) >= marked.test_accuracy - 0.05  # the bench's tolerance
 
 
 def test_knockoff_queries_come_from_another_domain(digits):
