@@ -547,6 +547,14 @@ def attack(
     rows = {name: {k: v for k, v in judged.to_dict().items() if k in keep}
             for name, judged in (("before", outcome.before), ("after", outcome.after))}
     if out is not None:
+        from nnmark.models.store import Classifier
+
+        # Only weights are stored: a query-time front end (input filters, a guard) or a student of
+        # another architecture would be written as something it is not.
+        if type(attacked) is not Classifier or set(attacked.state_dict()) != set(victim.model.state_dict()):
+            raise NNMarkError(f"the result of '{attack_spec}' is not {victim.spec.architecture} weights (a query-time "
+                              "front end or another architecture) and cannot be stored as a model; nothing was "
+                              "written", field="--out")
         save_model(attacked, victim.spec, out, force=force,
                    metadata={"attacked_from": str(model), "attack": attack_spec, "strength": strength,
                              "test_accuracy": rows["after"]["test_accuracy"]})

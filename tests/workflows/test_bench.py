@@ -88,6 +88,10 @@ def test_attack_and_bench_commands(tmp_path):
     result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "prune+ftll",
                  "--strength", 0.5)
     assert result.exit_code == 2 and "single attack" in result.output
+    # a query-time front end is not weights: refused, nothing written
+    result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "input-blur:1",
+                 "--out", tmp_path / "blurred")
+    assert result.exit_code == 2 and "front end" in result.output and not (tmp_path / "blurred").exists()
 
 
 @pytest.mark.slow
