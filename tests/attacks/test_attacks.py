@@ -40,7 +40,7 @@ def changed(before, after):
 
 
 # Cheaper settings for attacks whose defaults cost seconds (the code path is the same).
-FAST_SETTINGS = {"knockoff": {"count": 200}, "neural-cleanse": {"steps": 5}}
+FAST_SETTINGS = {"knockoff": {"count": 200}, "neural-cleanse": {"steps": 5}, "laundering": {"steps": 5}}
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -286,3 +286,14 @@ def test_knockoff_queries_come_from_another_domain(digits):
         assert images.shape == (20, *digits.input_shape) and 0 <= images.min() and images.max() <= 1
     with pytest.raises(NNMarkError, match="unknown transfer set"):
         transfer_set("cifar", 2, digits.input_shape, seed=1)
+
+
+def test_laundering_resets_the_units_reversed_triggers_drive(victim, context):
+    from dataclasses import replace
+
+    model, _ = victim
+    laundered = get_attack("laundering").apply(model, 0, replace(context, settings={"steps": 5, "reset_fraction": 0.25}))
+    conv, dense = laundered.reset_units["conv"], laundered.reset_units["dense"]
+    assert len(conv) == 8 and len(dense) == 32  # a quarter of the last convolution's 32 and of the 128 hidden units
+    assert bool((laundered.net.classifier[1].weight[dense] == 0).all())  # zero epochs of retraining: still reset
+    assert not torch.equal(laundered.net.classifier[3].weight, torch.zeros_like(laundered.net.classifier[3].weight))
