@@ -71,9 +71,9 @@ def test_uchida_embeds_when_fine_tuning(digits, spec, control):
 def test_uchida_embeds_while_distilling(digits, spec, control):
     key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, seed=13, model_spec=spec)
     teacher = LoadedModel(control.model, control.spec, {}, Path("<teacher>"))
-    student = train_model(digits, replace(DEMO_CONFIG, epochs=10, seed=5), key=key, mode="distill",
+    student = train_model(digits, replace(DEMO_CONFIG, epochs=6, seed=5), key=key, mode="distill",
                           base=teacher, architecture=DEMO_ARCHITECTURE)
-    plain_student = train_model(digits, replace(DEMO_CONFIG, epochs=10, seed=5), mode="distill",
+    plain_student = train_model(digits, replace(DEMO_CONFIG, epochs=6, seed=5), mode="distill",
                                 base=teacher, architecture=DEMO_ARCHITECTURE)
     assert verify_model(student.model, key).owned
     assert not verify_model(plain_student.model, key).owned

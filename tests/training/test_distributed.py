@@ -55,7 +55,7 @@ def _run(arguments: list[str], cwd: Path, processes: int | None = None) -> subpr
     return result
 
 
-TRAIN = ["train", "--watermark", "key", "--embed", "per_batch=16", "--epochs", "6", "--batch-size", "64",
+TRAIN = ["train", "--watermark", "key", "--embed", "per_batch=16", "--epochs", "5", "--batch-size", "64",
          "--lr", "0.05", "--quiet"]
 
 
@@ -70,7 +70,7 @@ def test_torchrun_two_cpu_processes_train_an_owned_model_like_one_process(tmp_pa
     from nnmark.data import load_dataset
     from nnmark.training.presets import preset
 
-    one = train_model(load_dataset("digits"), preset("paper", epochs=6, batch_size=64, lr=0.05), key=key,
+    one = train_model(load_dataset("digits"), preset("paper", epochs=5, batch_size=64, lr=0.05), key=key,
                       embed_options={"per_batch": 16})
     assert two.metadata["training"]["processes"] == 2 and one.result.processes == 1
     assert abs(two.metadata["test_accuracy"] - one.test_accuracy) <= 0.03

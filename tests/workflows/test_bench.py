@@ -8,7 +8,7 @@ from nnmark.cli import app
 from nnmark.errors import NNMarkError
 from nnmark.training import TrainConfig
 
-VICTIM = TrainConfig(epochs=10, batch_size=64, lr=0.05)
+VICTIM = TrainConfig(epochs=6, batch_size=64, lr=0.05)
 
 
 def record(**overrides):
