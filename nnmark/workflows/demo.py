@@ -23,7 +23,7 @@ from nnmark.data.base import load_dataset
 from nnmark.io import atomic_directory, write_json
 from nnmark.models.inference import evaluate
 from nnmark.models.store import ModelSpec, save_model
-from nnmark.schemes.base import get_scheme
+from nnmark.schemes.base import WatermarkScheme, get_scheme
 from nnmark.schemes.key import save_key
 from nnmark.training.presets import preset
 from nnmark.verification.nulls import save_null
@@ -38,8 +38,10 @@ DEMO_CONTROL_EPOCHS = 5
 
 
 def _screening_models(implementation, data, count, seed, progress):
-    """Keyless models apart from the null's controls, for a one-target key to pick its target."""
-    if implementation.null_kind != "estimated" or not count:
+    """Keyless models apart from the null's controls, for a key to make its free choices (a
+    one-target key's target); none for a scheme that has nothing to choose."""
+    chooses = type(implementation).keygen_screened is not WatermarkScheme.keygen_screened
+    if implementation.null_kind != "estimated" or not chooses or not count:
         return None
     return [c.model for c in train_controls(data, count, epochs=DEMO_CONTROL_EPOCHS,
                                             seed=seed + 3000, progress=progress)]

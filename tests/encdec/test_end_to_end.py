@@ -1,12 +1,10 @@
 """The encoder/decoder system for real on digits: joint training, the paper's measures, the scheme's
 key and verification, decode&inject and reject_or_bypass."""
-import json
 
 import pytest
 import torch
 
 from nnmark.api import generate_key, measure_null, verify_model
-from nnmark.workflows.demo import run_demo
 from nnmark.encdec.metrics import decoding_success, image_damage
 from nnmark.encdec.usecases import RejectOrBypass, train_injection
 from nnmark.models.decode_inject import implant
@@ -90,13 +88,10 @@ def test_reject_or_bypass_admits_only_marked(key, host, digits):
     assert logits.shape == (int(mask.sum()), 10)
 
 
-def test_demo_writes_the_encoder_decoder_summary(tmp_path):
-    # the demo's own flow, with a shorter joint training than its default (the CLI run is `nnmark demo`)
-    summary = run_demo(tmp_path / "d", scheme="encoder-decoder", epochs=8, key_options={"epochs": 10}, controls=12,
-                       screening_models=2)
-    assert json.loads((tmp_path / "d" / "summary.json").read_text()) == json.loads(json.dumps(summary))
-    for field in ("decoding_success_marked", "decoding_success_unmarked", "psnr", "ms_ssim"):
-        assert isinstance(summary["key_quality"][field], float)
-    assert summary["embedded_by"]["mode"] == "direct"  # decode&inject into the trained clean model
-    assert summary["watermarked"]["verify"]["owned"] and not summary["clean"]["verify"]["owned"]
-    assert summary["watermarked"]["test_accuracy"] >= summary["clean"]["test_accuracy"] - 0.01
+def test_the_workflow_marks_the_trained_host_directly(key, host, digits):
+    """What the demo and the bench do for this scheme: decode&inject into the trained host."""
+    from nnmark.workflows.embed import mark_trained
+
+    marked = mark_trained(key, host, digits)
+    assert marked.how["mode"] == "direct" and marked.trained is None and marked.spec.architecture == "decode-inject"
+    assert marked.test_accuracy >= host.test_accuracy - 0.01
