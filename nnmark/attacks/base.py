@@ -166,6 +166,15 @@ def clone(model: Classifier) -> Classifier:
     return copy.deepcopy(model).to("cpu")
 
 
+def frozen_copy(model: Classifier) -> Classifier:
+    """A copy in eval mode whose parameters take no gradient: for optimising inputs against it
+    (reversing triggers, adversarial examples) without touching the model."""
+    frozen = clone(model).eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    return frozen
+
+
 def last_linear(model: nn.Module) -> nn.Linear:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:

@@ -6,12 +6,11 @@ units (their incoming weights and biases set to zero), and retrain on the clean 
 is the number of epochs of retraining."""
 from __future__ import annotations
 
-import copy
 
 import torch
 from torch import nn
 
-from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, frozen_copy, register_attack
 from nnmark.attacks.neural_cleanse import reverse_trigger
 from nnmark.models.store import Classifier
 
@@ -51,9 +50,7 @@ class Laundering(Attack):
 
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
         data = context.data
-        frozen = copy.deepcopy(model).cpu().eval()
-        for parameter in frozen.parameters():
-            parameter.requires_grad_(False)
+        frozen = frozen_copy(model)
         sample = data.train_x[torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(context.seed))[:256]]
         stamped = []
         for target in range(context.spec.num_classes):

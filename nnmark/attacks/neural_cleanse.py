@@ -6,13 +6,12 @@ stamped with each reversed trigger, keeping their true labels. Strength is the n
 of unlearning."""
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
-from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, frozen_copy, register_attack
 from nnmark.models.store import Classifier
 
 
@@ -51,9 +50,7 @@ class NeuralCleanse(Attack):
 
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
         data = context.data
-        frozen = copy.deepcopy(model).cpu().eval()
-        for parameter in frozen.parameters():
-            parameter.requires_grad_(False)
+        frozen = frozen_copy(model)
         triggers, norms = [], []
         for target in range(context.spec.num_classes):
             mask, pattern = reverse_trigger(frozen, data.train_x, target, int(self.setting(context, "steps")),
