@@ -56,6 +56,9 @@ class Attack(ABC):
     # tries per cell (a mark survives only if no setting in it removes the mark).
     settings: ClassVar[dict[str, Any]] = {}
     search: ClassVar[dict[str, tuple]] = {}
+    # Whether it trains on (or fits to) the thief's share of the training data: the adaptive
+    # attacker then also tries smaller shares.
+    uses_training_data: ClassVar[bool] = True
 
     def setting(self, context: AttackContext, name: str) -> Any:
         return context.settings.get(name, self.settings[name])
@@ -146,6 +149,9 @@ def run_chain(model: Classifier, steps: list[AttackStep], context: AttackContext
     ``context.settings`` apply to a single-step chain's attack (each step of a longer chain runs
     with its own declared defaults)."""
     for index, (attack, value) in enumerate(resolve_strengths(steps, strength)):
+        if index and getattr(model, "nnmark_new_task", None) is not None:
+            raise NNMarkError(f"'{steps[index - 1].attack}' moves the model to a task of its own; it can only be the "
+                              "last step of a chain", field="attack", got="+".join(map(str, steps)))
         settings = context.settings if len(steps) == 1 else {}
         step_context = replace(context, seed=context.seed + 7919 * index,
                                settings={**attack.settings, **settings})
@@ -190,14 +196,16 @@ TRAIN_SETTINGS = ("lr", "label_smoothing", "weight_decay", "schedule", "batch_si
 
 
 def fine_tune(model: Classifier, context: AttackContext, epochs: int, *, parameters=None,
-              freeze_batchnorm: bool = False) -> Classifier:
-    """Train ``model`` on the attacker's data with the context's recipe, changed by any of the
-    running attack's settings that are training settings (its ``lr``, ``label_smoothing``, ...)."""
+              freeze_batchnorm: bool = False, hooks=(), labels: torch.Tensor | None = None) -> Classifier:
+    """Train ``model`` on the attacker's data (its labels, or ``labels`` in their place) with the
+    context's recipe, changed by any of the running attack's settings that are training settings
+    (its ``lr``, ``label_smoothing``, ...)."""
     if epochs <= 0:
         return model
     changes = {name: value for name, value in context.settings.items() if name in TRAIN_SETTINGS and value is not None}
     config = replace(context.train, epochs=epochs, seed=context.seed, **changes)
-    fit(model, context.data.train_x, context.data.train_y, config, augmentation=context.data.augmentation,
+    fit(model, context.data.train_x, context.data.train_y if labels is None else labels, config,
+        augmentation=context.data.augmentation, hooks=hooks,
         parameters=parameters, freeze_batchnorm=freeze_batchnorm, progress=context.progress,
         description="attack fine-tune")
     return model.to("cpu").eval()

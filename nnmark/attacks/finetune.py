@@ -2,12 +2,15 @@
 
 * FTLL — fine-tune the last layer only; * FTAL — fine-tune all layers;
 * RTLL — re-initialise the last layer, then train it only; * RTAL — re-initialise it, train all.
+
+Also label noising (WRT's ``label_noising``): fine-tune all layers on the thief's data with a share
+of its labels replaced by random classes, which unsettles what the labels do not pin down.
 """
 from __future__ import annotations
 
 import torch
 
-from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, last_linear, register_attack
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, last_linear, register_attack, seeded
 from nnmark.models.store import Classifier
 
 
@@ -59,3 +62,17 @@ class RTLL(FineTuneAttack):
 class RTAL(FineTuneAttack):
     summary = "re-initialise the last layer and train all layers"
     reinit_last = True
+
+
+@register_attack("label-noise")
+class LabelNoise(FineTuneAttack):
+    summary = "fine-tune all layers with a share of the labels replaced by random classes"
+    settings = {"lr": None, "noise": 0.2}
+    search = {"lr": (0.01, 0.05), "noise": (0.1, 0.3)}
+
+    def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
+        labels = context.data.train_y.clone()
+        generator = seeded(context.seed + 17)
+        noisy = torch.rand(len(labels), generator=generator) < float(self.setting(context, "noise"))
+        labels[noisy] = torch.randint(0, context.spec.num_classes, (int(noisy.sum()),), generator=generator)
+        return fine_tune(clone(model), context, int(strength), labels=labels)

@@ -8,7 +8,12 @@ weights are unchanged (saving it saves the victim's weights).
   at quality ``strength`` (lower is stronger);
 * ``input-noise`` — Gaussian noise, strength = std on the [0, 1] scale;
 * ``input-transform`` — all three at once, strength = severity in (0, 1]: blur sigma 1.5·s,
-  quality 100 − 90·s, noise 0.1·s.
+  quality 100 − 90·s, noise 0.1·s;
+* ``input-quantize`` — each pixel rounded to ``strength`` bits;
+* ``input-squeeze`` — feature squeezing (Xu et al., NDSS 2018): bit-depth reduction to 5 bits,
+  then a median filter of window ``strength`` pixels;
+* ``input-occlude`` — a random square of each query blacked out, its side ``strength`` of the
+  image's (a fresh place per query).
 """
 from __future__ import annotations
 
@@ -72,6 +77,9 @@ class QueryFilter:
     quality: float | None = None
     noise: float = 0.0
     seed: int = 0
+    bits: int | None = None  # bit depth each pixel is rounded to
+    median: int = 0  # median filter window (0: none)
+    occlude: float = 0.0  # side of a blacked-out random square, as a share of the image side
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = gaussian_blur(x, self.blur)
@@ -80,7 +88,40 @@ class QueryFilter:
         if self.noise > 0:
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
             x = (x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)).clamp(0, 1)
+        if self.bits is not None:
+            x = quantize_pixels(x, self.bits)
+        if self.median > 1:
+            x = median_filter(x, self.median)
+        if self.occlude > 0:
+            x = occlude(x, self.occlude, self.seed)
         return x
+
+
+def quantize_pixels(images: torch.Tensor, bits: int) -> torch.Tensor:
+    levels = 2 ** int(bits) - 1
+    return torch.round(images.clamp(0, 1) * levels) / levels
+
+
+def median_filter(images: torch.Tensor, window: int) -> torch.Tensor:
+    """Per-channel median over a ``window`` x ``window`` neighbourhood (replicated edges)."""
+    before, after = (window - 1) // 2, window // 2
+    padded = F.pad(images, (before, after, before, after), mode="replicate")
+    patches = padded.unfold(2, window, 1).unfold(3, window, 1)  # n, c, h, w, k, k
+    return patches.reshape(*patches.shape[:4], -1).median(dim=-1).values
+
+
+def occlude(images: torch.Tensor, side_fraction: float, seed: int) -> torch.Tensor:
+    """Black out one square per image, each at its own seeded random place."""
+    n, _, h, w = images.shape
+    side_h, side_w = max(1, round(side_fraction * h)), max(1, round(side_fraction * w))
+    generator = torch.Generator().manual_seed(seed + n)
+    tops = torch.randint(0, h - side_h + 1, (n,), generator=generator)
+    lefts = torch.randint(0, w - side_w + 1, (n,), generator=generator)
+    rows = torch.arange(h)[None, :, None]
+    cols = torch.arange(w)[None, None, :]
+    covered = ((rows >= tops[:, None, None]) & (rows < (tops + side_h)[:, None, None]) &
+               (cols >= lefts[:, None, None]) & (cols < (lefts + side_w)[:, None, None]))
+    return images.masked_fill(covered[:, None].to(images.device), 0.0)
 
 
 class InputTransformed(Classifier):
@@ -101,6 +142,7 @@ class InputTransformed(Classifier):
 
 class InputAttack(Attack):
     threat_model = "the model behind the thief's own query front end; no data, weights untouched"
+    uses_training_data = False
     def transform(self, strength: float) -> dict:
         raise NotImplementedError
 
@@ -160,3 +202,40 @@ class InputTransform(InputAttack):
 
     def transform(self, strength):
         return {"blur": 1.5 * strength, "quality": 100 - 90 * strength, "noise": 0.1 * strength}
+
+
+@register_attack("input-quantize")
+class InputQuantize(InputAttack):
+    standard = False  # input-squeeze applies it, with a median filter after
+    summary = "round every query's pixels to a few bits"
+    strength_meaning = "bits per pixel (lower is stronger)"
+    strengths = (6, 4, 3, 2, 1)
+    quick_strengths = (4, 2)
+    chain_strength = 4
+
+    def transform(self, strength):
+        return {"bits": int(strength)}
+
+
+@register_attack("input-squeeze")
+class InputSqueeze(InputAttack):
+    summary = "feature squeezing: 5-bit pixels, then a median filter (Xu et al. 2018)"
+    strength_meaning = "median window in pixels"
+    strengths = (2, 3, 4)
+    quick_strengths = (2, 3)
+    chain_strength = 2
+
+    def transform(self, strength):
+        return {"bits": 5, "median": int(strength)}
+
+
+@register_attack("input-occlude")
+class InputOcclude(InputAttack):
+    summary = "black out a random square of every query"
+    strength_meaning = "side of the square as a share of the image side"
+    strengths = (0.1, 0.2, 0.3, 0.4)
+    quick_strengths = (0.2, 0.4)
+    chain_strength = 0.2
+
+    def transform(self, strength):
+        return {"occlude": strength}

@@ -92,6 +92,7 @@ def rewrite_units(net: nn.Module, generator: torch.Generator, spread: float = 0.
 @register_attack("permute")
 class Permute(Attack):
     summary = "reorder (and rescale) hidden units, rewriting the next layer: the same function"
+    uses_training_data = False
     strength_meaning = "spread s of the per-unit scale factors, drawn in [e^-s, e^s] (0: permute only)"
     strengths = (0.0, 1.0, 2.0)
     quick_strengths = (0.0, 2.0)

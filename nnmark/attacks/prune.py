@@ -33,6 +33,7 @@ class PruneAttack(Attack):
     chain_strength = 0.5
     scope = "layer"
     finetune_epochs = 0
+    uses_training_data = False
 
     def epochs(self, strength: float, context: AttackContext) -> int:
         return self.finetune_epochs
@@ -63,3 +64,4 @@ class PruneThenTune(PruneAttack):
     standard = False
     summary = "layer-wise magnitude pruning, then 2 epochs of fine-tuning with the mask held"
     finetune_epochs = 2
+    uses_training_data = True

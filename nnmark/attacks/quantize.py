@@ -22,6 +22,7 @@ def quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
 @register_attack("quantize")
 class Quantize(Attack):
     threat_model = 'a white-box copy of the weights; no data'
+    uses_training_data = False
     summary = "round weights to an n-bit per-channel grid (post-training quantisation)"
     strength_meaning = "bits per weight (fewer is stronger)"
     strengths = (8, 6, 4, 3, 2)

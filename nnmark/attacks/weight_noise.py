@@ -11,6 +11,7 @@ from nnmark.models.store import Classifier
 @register_attack("weight-noise")
 class WeightNoise(Attack):
     threat_model = 'a white-box copy of the weights; no data'
+    uses_training_data = False
     summary = "add Gaussian noise to every weight, relative to the layer's spread"
     strength_meaning = "noise std as a fraction of each layer's weight std"
     strengths = (0.05, 0.1, 0.2, 0.5, 1.0)

@@ -551,9 +551,11 @@ def attack(
 
         # Only weights are stored: a query-time front end (input filters, a guard) or a student of
         # another architecture would be written as something it is not.
-        if type(attacked) is not Classifier or set(attacked.state_dict()) != set(victim.model.state_dict()):
+        shapes = {name: tuple(tensor.shape) for name, tensor in victim.model.state_dict().items()}
+        if type(attacked) is not Classifier or getattr(attacked, "nnmark_new_task", None) is not None or \
+                {name: tuple(tensor.shape) for name, tensor in attacked.state_dict().items()} != shapes:
             raise NNMarkError(f"the result of '{attack_spec}' is not {victim.spec.architecture} weights (a query-time "
-                              "front end or another architecture) and cannot be stored as a model; nothing was "
+                              "front end, another architecture or another task) and cannot be stored as a model; nothing was "
                               "written", field="--out")
         save_model(attacked, victim.spec, out, force=force,
                    metadata={"attacked_from": str(model), "attack": attack_spec, "strength": strength,

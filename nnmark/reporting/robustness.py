@@ -67,6 +67,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         owned = f"{row['owned_rate']:.0%}" if row["seeds"] > 1 else ("yes" if row["owned_rate"] else "no")
         removed = f"{row['removed_rate']:.0%}" if row["seeds"] > 1 else ("**yes**" if row["removed_rate"] else "no")
         settings = ", ".join(f"{k}={v}" for step in row.get("settings") or [] for k, v in step.items()) or "—"
+        if row.get("data_fraction") not in (None, config["attacker_fraction"]):
+            settings += f"; thief data {100 * row['data_fraction']:.0f}%"
         if row.get("settings_tried"):
             settings += f" (best of {row['settings_tried']})"
         lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | "
@@ -81,6 +83,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         shown = lambda k, v: v if v is not None else "recipe" if k in TRAIN_SETTINGS else "victim's"  # noqa: E731
         defaults = ", ".join(f"{k}={shown(k, v)}" for k, v in attack.settings.items()) or "—"
         grid = "; ".join(f"{k} ∈ {{{', '.join(str(x) for x in v)}}}" for k, v in attack.search.items()) or "—"
+        if config.get("adaptive") and attack.uses_training_data and config.get("search_fractions"):
+            shares = [config["attacker_fraction"], *config["search_fractions"]]
+            grid += f"; thief data ∈ {{{', '.join(f'{100 * f:.0f}%' for f in dict.fromkeys(shares))}}}"
         lines.append(f"| {name} | {attack.summary} | {attack.threat_model} | {defaults} | {grid} |")
     skipped = results.get("not_applicable") or []
     if skipped:

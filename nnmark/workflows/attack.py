@@ -12,9 +12,11 @@ from typing import Any
 
 from nnmark.api import verify_model
 from nnmark.attacks.base import AttackContext, chain_settings, parse_chain, resolve_strengths, run_chain
+from nnmark.attacks.transfer import new_task_of
 from nnmark.data.base import Dataset
 from nnmark.errors import MarkNotFound, NonFiniteOutput
-from nnmark.models.inference import evaluate
+from nnmark.models.inference import evaluate, predict_logits
+from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import WatermarkKey
 from nnmark.verification.nulls import ControlNull
 
@@ -40,8 +42,17 @@ class Judgement:
 def judge_model(model, key: WatermarkKey, data: Dataset, *, null: ControlNull | None = None,
                 alpha: float = 1e-6, device: str = "auto") -> Judgement:
     """Test accuracy on ``data``'s test split and the verdict against ``key``. A model whose outputs
-    are NaN (an attack that broke it outright) is judged not owned, with no evidence."""
-    accuracy = evaluate(model, data.test_x, data.test_y, device=device)
+    are NaN (an attack that broke it outright) is judged not owned, with no evidence. A model
+    transferred to a task of its own is scored on that task, and a black-box key, whose classes
+    it no longer answers, is not scored against its new labels: such a mark is gone, said so."""
+    task = new_task_of(model)
+    accuracy = evaluate(model, data.test_x, task.relabel(data.test_y) if task else data.test_y, device=device)
+    if task is not None and get_scheme(key.scheme).access == "black-box":
+        total = key.item_count
+        return Judgement(accuracy, False, 1.0, 0, total, total + 1,
+                         f"not verifiable: the model now answers a {task.classes}-class task of its own, and a "
+                         f"black-box key asks for its {key.num_classes} classes", 0.0,
+                         {"new_task_classes": task.classes})
     try:
         verdict = verify_model(model, key, alpha=alpha, null=null)
     except NonFiniteOutput:
@@ -81,7 +92,15 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
     attacked = run_chain(victim, steps, context, strength)
     after = judge_model(attacked, key, test_data, null=null, alpha=alpha, device=device)
     epochs = sum(step.epochs(value, context) for step, value in resolve_strengths(steps, strength))
-    keeps = after.test_accuracy >= before.test_accuracy - tolerance
     facts = attacked.attack_facts(test_data.test_x) if hasattr(attacked, "attack_facts") else {}
+    reference = before.test_accuracy
+    task = new_task_of(attacked)
+    if task is not None:
+        # The victim's own answers, regrouped as the new task groups the classes: the accuracy on
+        # that task the thief had for free, which transferring must keep.
+        regrouped = task.relabel(predict_logits(victim, test_data.test_x, device=device).argmax(1))
+        reference = (regrouped == task.relabel(test_data.test_y)).float().mean().item()
+        facts = {**facts, "new_task_classes": task.classes, "victim_accuracy_on_new_task": reference}
+    keeps = after.test_accuracy >= reference - tolerance
     return AttackOutcome(attacked, before, after, epochs, keeps, before.owned and not after.owned and keeps,
                          chain_settings(steps, context), facts)

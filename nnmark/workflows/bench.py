@@ -59,6 +59,9 @@ class BenchConfig:
     controls: int = 20  # control models for schemes whose null is estimated
     control_epochs: int = 5
     adaptive: bool = False  # per cell, try every setting in each attack's search grid; report the strongest
+    # Smaller shares of the training set the adaptive attacker also tries, for attacks that train on
+    # the thief's data (``attacker_fraction`` is the most the threat model allows, and always tried).
+    search_fractions: tuple[float, ...] = (0.1,)
     victim: TrainConfig = field(default_factory=lambda: preset("small-data"))
     attack_train: TrainConfig = field(default_factory=lambda: preset("attack"))
 
@@ -67,6 +70,10 @@ class BenchConfig:
             raise NNMarkError("must be in (0, 1]", field="attacker_fraction", got=self.attacker_fraction)
         if self.seeds < 1:
             raise NNMarkError("must be at least 1", field="seeds", got=self.seeds)
+        self.search_fractions = tuple(float(f) for f in self.search_fractions)
+        if any(not 0 < f <= self.attacker_fraction for f in self.search_fractions):
+            raise NNMarkError(f"each must be in (0, attacker_fraction = {self.attacker_fraction:g}]",
+                              field="search_fractions", got=list(self.search_fractions))
         if not 0 <= self.tolerance < 1:
             raise NNMarkError("must be in [0, 1)", field="tolerance", got=self.tolerance)
         for name in self.schemes:
@@ -244,9 +251,11 @@ class Bench:
             self.reused += 1
             return read_json(path, "cached result")
         started = time.perf_counter()
-        attacker_data = self.data.subset(config.attacker_fraction, seed=seed)
+        settings = dict(settings or {})
+        fraction = settings.pop(DATA_FRACTION, config.attacker_fraction)
+        attacker_data = self.data.subset(fraction, seed=seed)
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
-                                victim_key=victim.key, progress=self.progress, settings=dict(settings or {}))
+                                victim_key=victim.key, progress=self.progress, settings=settings)
         try:
             outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
                                        null=victim.null, alpha=config.alpha, test_data=self.data,
@@ -263,6 +272,7 @@ class Bench:
             "scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
             **judged, "victim_accuracy": victim.accuracy,
             "removed": outcome.removed, "victim_owned": victim.owned, "keeps_accuracy": outcome.keeps_accuracy,
+            "data_fraction": fraction,
             "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": outcome.epochs},
             "settings": outcome.settings, "attack_facts": outcome.attack_facts,
             "seconds": round(time.perf_counter() - started, 3),
@@ -288,17 +298,23 @@ class Bench:
                                "p_value": baseline.p_value, "matches": baseline.matches,
                                "total": baseline.total, "statistic": baseline.statistic,
                                "null_source": baseline.null_source, "null_kind": baseline.null_kind}
+            if not baseline.owned:
+                continue  # nothing to remove: its row says "victim not owned", and no cell is spent on it
             for attack_spec in config.attacks:
-                grid = _grid(attack_spec) if config.adaptive else [None]
+                grid = _grid(attack_spec, config) if config.adaptive else [None]
                 for strength in _sweep(attack_spec, config.quick):
                     cells.extend((victim, attack_spec, strength, seed, settings)
                                  for seed in range(config.seeds) for settings in grid)
         rank, world_size = (self.distributed.rank, self.distributed.world_size) if self.distributed else (0, 1)
         records = []
-        for victim, attack_spec, strength, seed, settings in cells[rank::world_size]:
+        mine = cells[rank::world_size]
+        bar = self.progress.add_task("bench cells", total=len(mine)) if self.progress is not None else None
+        for victim, attack_spec, strength, seed, settings in mine:
             self.log(f"{victim.scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}"
                      f"{f' (seed {seed})' if config.seeds > 1 else ''}{f' {settings}' if settings else ''}")
             records.append(self.cell(victim, attack_spec, strength, seed, settings))
+            if bar is not None:
+                self.progress.advance(bar)
         counts = [self.computed, self.reused]
         if self.distributed is not None:
             counts = self.distributed.sum_counts(counts)
@@ -314,14 +330,23 @@ class Bench:
                 "cache": {"computed": counts[0], "reused": counts[1]}}
 
 
-def _grid(attack_spec: str) -> list[dict[str, Any] | None]:
-    """Every combination of a single attack's search grid (a chain runs at its defaults)."""
+DATA_FRACTION = "data_fraction"  # a grid entry the bench itself applies: the thief's share of the data
+
+
+def _grid(attack_spec: str, config: BenchConfig) -> list[dict[str, Any] | None]:
+    """Every combination of a single attack's search grid (a chain runs at its defaults), each also
+    with every smaller share of the training data in ``config.search_fractions`` when the attack
+    trains on the thief's data. The full share is the grid entry without ``data_fraction``."""
     steps = parse_chain(attack_spec)
-    search = get_attack(steps[0].attack).search if len(steps) == 1 else {}
-    if not search:
-        return [None]
+    attack = get_attack(steps[0].attack)
+    search = attack.search if len(steps) == 1 else {}
     names = sorted(search)
-    return [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))]
+    grid: list[dict[str, Any] | None] = (
+        [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))] if search else [None])
+    if len(steps) > 1 or not attack.uses_training_data:
+        return grid
+    smaller = [f for f in dict.fromkeys(config.search_fractions) if f != config.attacker_fraction]
+    return grid + [{**(settings or {}), DATA_FRACTION: f} for f in smaller for settings in grid]
 
 
 def strongest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -368,6 +393,7 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "max_p_value": max(r["p_value"] for r in group),
                      "victim_accuracy": group[0]["victim_accuracy"],
                      "settings": group[0].get("settings"), "settings_tried": group[0].get("settings_tried"),
+                     "data_fraction": group[0].get("data_fraction"),
                      "threshold_fraction": max(r["threshold"] / r["total"] for r in group)})
     return rows
 

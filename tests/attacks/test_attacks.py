@@ -40,7 +40,8 @@ def changed(before, after):
 
 
 # Cheaper settings for attacks whose defaults cost seconds (the code path is the same).
-FAST_SETTINGS = {"knockoff": {"count": 200}, "neural-cleanse": {"steps": 5}, "laundering": {"steps": 5}}
+FAST_SETTINGS = {"knockoff": {"count": 200}, "neural-cleanse": {"steps": 5}, "laundering": {"steps": 5},
+                 "ensemble": {"epochs": 1}}
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
@@ -53,7 +54,8 @@ def test_every_attack_returns_a_new_model_and_leaves_the_victim(name, victim, co
     attacked = attack.apply(model, attack.quick_strengths[0], replace(context, settings=FAST_SETTINGS.get(name, {})))
     assert attacked is not model
     assert not changed(before, params(model))
-    assert attacked(torch.rand(2, 1, 16, 16)).shape == (2, 10)
+    task = getattr(attacked, "nnmark_new_task", None)  # transfer answers classes of its own
+    assert attacked(torch.rand(2, 1, 16, 16)).shape == (2, task.classes if task else 10)
 
 
 def test_ftll_changes_only_the_last_layer(victim, context):
@@ -297,3 +299,124 @@ def test_laundering_resets_the_units_reversed_triggers_drive(victim, context):
     assert len(conv) == 8 and len(dense) == 32  # a quarter of the last convolution's 32 and of the 128 hidden units
     assert bool((laundered.net.classifier[1].weight[dense] == 0).all())  # zero epochs of retraining: still reset
     assert not torch.equal(laundered.net.classifier[3].weight, torch.zeros_like(laundered.net.classifier[3].weight))
+
+
+def test_transfer_puts_a_new_head_on_the_body_and_learns_the_new_task(victim, context, digits):
+    from dataclasses import replace
+
+    from nnmark.attacks.transfer import regrouping
+
+    model, _ = victim
+    task = regrouping(10, 5, seed=3)
+    assert sorted(set(task.class_map)) == [0, 1, 2, 3, 4] and task.classes == 5
+    transferred = get_attack("transfer").apply(model, 10, context)
+    new_task = transferred.nnmark_new_task
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    moved = {name: p.shape for name, p in transferred.named_parameters()}
+    assert set(moved) == set(shapes)  # every layer where it was, under its name
+    head = [name for name in shapes if moved[name] != shapes[name]]
+    assert head == ["net.classifier.3.weight", "net.classifier.3.bias"] and moved[head[0]][0] == new_task.classes
+    with torch.no_grad():
+        regrouped = new_task.relabel(model(digits.test_x).argmax(1))
+    victim_on_new_task = (regrouped == new_task.relabel(digits.test_y)).float().mean().item()
+    # learnt from 287 images in 10 epochs: near what the victim's own answers, regrouped, score
+    assert evaluate(transferred, digits.test_x, new_task.relabel(digits.test_y)) > victim_on_new_task - 0.15 > 0.5
+    frozen = get_attack("transfer").apply(model, 1, replace(context, settings={"freeze_body": True}))
+    assert changed(params(model), params(frozen)) == set(head)  # the body as it was: only the new head trained
+    with pytest.raises(NNMarkError, match="last step of a chain"):
+        run_chain(model, parse_chain("transfer:1+ftal:1"), context)
+
+
+def test_transfer_gone_for_a_black_box_key_readable_for_a_signature(victim, context, digits):
+    from nnmark.api import generate_key, verify_model
+    from nnmark.workflows.attack import attack_and_judge
+    from tests.schemes.fakes import sign_with_regulariser
+
+    model, spec = victim
+    trigger_key = generate_key("adi", num_classes=10, input_shape=digits.input_shape, seed=2)
+    judged = attack_and_judge(model, trigger_key, "transfer:2", context, test_data=digits)
+    assert not judged.after.owned and "not verifiable" in judged.after.statistic
+    assert judged.attack_facts["new_task_classes"] == 5 and judged.after.test_accuracy > 0.5
+    assert judged.keeps_accuracy == (judged.after.test_accuracy >= judged.attack_facts["victim_accuracy_on_new_task"] - 0.05)
+    key = generate_key("uchida", num_classes=10, input_shape=digits.input_shape, seed=4, model_spec=spec)
+    signed = sign_with_regulariser(create_model(spec, seed=0), key, steps=60)
+    transferred = get_attack("transfer").apply(signed, 1, context)
+    assert verify_model(transferred, key).matches >= 200  # the body's signature is still there to read
+
+
+def test_query_filters_quantize_squeeze_and_occlude():
+    from nnmark.attacks.input_transform import median_filter, occlude, quantize_pixels
+
+    images = torch.rand(3, 1, 10, 10)
+    two_bits = quantize_pixels(images, 2)
+    assert set(torch.unique(two_bits * 3).round().tolist()) <= {0.0, 1.0, 2.0, 3.0}
+    assert torch.allclose(two_bits * 3, (two_bits * 3).round(), atol=1e-5)  # on the 4-level grid
+    assert (two_bits - images).abs().max() <= 1 / 6 + 1e-6
+    flat = torch.full((1, 1, 8, 8), 0.25)
+    speckled = flat.clone()
+    speckled[0, 0, 3, 4] = 1.0  # one hot pixel: a 3x3 median removes it, keeps the rest
+    assert torch.equal(median_filter(speckled, 3), flat) and torch.equal(median_filter(flat, 2), flat)
+    covered = occlude(torch.ones(5, 1, 10, 10), 0.3, seed=1)
+    assert ((covered == 0).flatten(1).sum(1) == 9).all()  # one 3x3 square per image
+    assert len({tuple(torch.nonzero(c[0] == 0)[0].tolist()) for c in covered}) > 1  # at different places
+
+
+def test_input_reconstruct_keeps_what_the_thief_data_spans(victim, context, digits):
+    from nnmark.attacks.reconstruct import Reconstruction
+
+    full = Reconstruction(context.data.train_x, 256, seed=0)  # every component: the identity
+    assert torch.allclose(full(digits.test_x[:20]), digits.test_x[:20], atol=1e-4)
+    model, _ = victim
+    front = Reconstruction(context.data.train_x, 16, seed=0)
+    error = lambda x: (front(x) - x).pow(2).mean().item()  # noqa: E731
+    assert error(digits.test_x) < 0.25 * error(torch.rand(200, 1, 16, 16))  # digits lie near its span, noise does not
+    reconstructed = get_attack("input-reconstruct").apply(model, 32, context)
+    assert evaluate(reconstructed, digits.test_x, digits.test_y) > evaluate(model, digits.test_x, digits.test_y) - 0.1
+
+
+def test_label_noise_is_ftal_on_partly_randomised_labels(victim, context):
+    from dataclasses import replace
+
+    model, _ = victim
+    plain = get_attack("ftal").apply(model, 1, context)
+    clean = get_attack("label-noise").apply(model, 1, replace(context, settings={"noise": 0.0}))
+    noisy = get_attack("label-noise").apply(model, 1, replace(context, settings={"noise": 0.3}))
+    assert not changed(params(plain), params(clean))  # no noise: the same training, step for step
+    assert changed(params(plain), params(noisy))
+
+
+def test_feature_regularisation_pulls_hidden_activations_down(digits):
+    from nnmark.attacks.regularised import ActivationPenalty, hidden_activations
+
+    spec = ModelSpec("mlp", 10, digits.input_shape, digits.mean, digits.std, {"hidden": 32})
+    layers = hidden_activations(create_model(spec, seed=0))
+    assert layers
+
+    def mean_activation(penalty):
+        model = create_model(spec, seed=0)
+        hooks = [ActivationPenalty(layers, penalty)] if penalty else []
+        fit(model, digits.train_x[:512], digits.train_y[:512], TrainConfig(epochs=3, batch_size=64, lr=0.05), hooks=hooks)
+        taken = []
+        handle = dict(model.named_modules())[layers[0]].register_forward_hook(lambda _m, _i, out: taken.append(out))
+        with torch.no_grad():
+            model(digits.test_x)
+        handle.remove()
+        return taken[0].abs().mean().item()
+
+    assert mean_activation(0.5) < 0.5 * mean_activation(0.0)
+
+
+def test_ensemble_averages_the_stolen_model_with_the_thiefs_own(victim, context, digits):
+    from dataclasses import replace
+
+    model, _ = victim
+    ensemble = get_attack("ensemble").apply(model, 1, replace(context, settings={"epochs": 2}))
+    [own] = ensemble.others
+    x = digits.test_x[:50]
+    with torch.no_grad():
+        expected = (model(x).softmax(1) + own(x).softmax(1)) / 2
+        assert torch.allclose(ensemble(x).exp(), expected, atol=1e-5)
+    stolen = dict(model.named_parameters())
+    # The stolen weights stay readable under their names (a white-box mark is not hidden by voting).
+    assert all(torch.equal(p, stolen[name]) for name, p in ensemble.named_parameters() if name in stolen)
+    assert set(stolen) <= set(dict(ensemble.named_parameters()))

@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from nnmark.workflows.bench import BenchConfig, mean_ci, prepare_output, run_bench, summarise
+from nnmark.workflows.bench import BenchConfig, _grid, mean_ci, prepare_output, run_bench, summarise
 from nnmark.cli import app
 from nnmark.errors import NNMarkError
 from nnmark.training import TrainConfig
@@ -110,8 +110,7 @@ def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_
         return broken
 
     monkeypatch.setattr(attack_flow, "run_chain", break_it)
-    results = run_bench(BenchConfig(["adi"], ["quantize:4"], victim=TrainConfig(epochs=2, batch_size=64, lr=0.05)),
-                        tmp_path / "b")
+    results = run_bench(BenchConfig(["adi"], ["quantize:4"], victim=VICTIM), tmp_path / "b")
     [cell] = results["records"]
     assert not cell["owned"] and cell["statistic"] == "the attacked model outputs NaN" and not cell["removed"]
 
@@ -120,15 +119,25 @@ def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_
 def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
     from nnmark.attacks import get_attack
 
-    config = BenchConfig(["adi"], ["ftal:1"], adaptive=True, victim=TrainConfig(epochs=3, batch_size=64, lr=0.05))
+    config = BenchConfig(["adi"], ["ftal:1"], adaptive=True, victim=VICTIM)
     results = run_bench(config, tmp_path / "b")
     grid = get_attack("ftal").search
-    size = len(grid["lr"]) * len(grid["label_smoothing"])
+    size = len(grid["lr"]) * len(grid["label_smoothing"]) * 2  # each at the thief's full share and at 10%
     assert len(results["settings_tried"]) == size and len(results["records"]) == 1
     [best] = results["records"]
     assert best["settings_tried"] == size
     kept = [r for r in results["settings_tried"] if r["keeps_accuracy"]]
     assert best["evidence"] == min(r["evidence"] for r in kept) or best["removed"]
-    assert {tuple(sorted(r["settings"][0].items())) for r in results["settings_tried"]} == {
-        (("label_smoothing", s), ("lr", lr)) for lr in grid["lr"] for s in grid["label_smoothing"]}
-    assert "best of" in (tmp_path / "b" / "results.md").read_text()
+    assert {(tuple(sorted(r["settings"][0].items())), r["data_fraction"]) for r in results["settings_tried"]} == {
+        ((("label_smoothing", s), ("lr", lr)), f) for lr in grid["lr"] for s in grid["label_smoothing"]
+        for f in (0.3, 0.1)}
+    samples = {r["data_fraction"]: r["budget"]["attacker_samples"] for r in results["settings_tried"]}
+    assert samples == {0.3: round(0.3 * 1437), 0.1: round(0.1 * 1437)}  # the share that ran, not only its label
+    text = (tmp_path / "b" / "results.md").read_text()
+    assert "best of" in text and "thief data ∈ {30%, 10%}" in text
+
+
+def test_search_fractions_stay_within_the_threat_model():
+    with pytest.raises(NNMarkError, match="search_fractions"):
+        BenchConfig(["adi"], ["ftal"], attacker_fraction=0.2, search_fractions=(0.5,))
+    assert _grid("permute", BenchConfig(["adi"], ["permute"])) == [None]  # it needs no data: nothing to vary
