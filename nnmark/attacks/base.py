@@ -59,6 +59,9 @@ class Attack(ABC):
     # Whether it trains on (or fits to) the thief's share of the training data: the adaptive
     # attacker then also tries smaller shares.
     uses_training_data: ClassVar[bool] = True
+    # Whether the thief needs nothing but the model's answers to queries (extraction): the only
+    # attacks that apply to a mark carried by the API rather than the model (DAWN).
+    extraction: ClassVar[bool] = False
 
     def setting(self, context: AttackContext, name: str) -> Any:
         return context.settings.get(name, self.settings[name])

@@ -8,6 +8,7 @@ from dataclasses import replace
 import torch
 
 from nnmark.attacks.base import Attack, AttackContext, register_attack
+from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec, create_model
 from nnmark.training.trainer import fit
 from nnmark.models.inference import predict_logits
@@ -20,25 +21,30 @@ class Distill(Attack):
     strengths = (5, 10, 20)
     quick_strengths = (10,)
     chain_strength = 10
+    extraction = True
 
     def epochs(self, strength: float, context: AttackContext) -> int:
         return int(strength)
 
     # A fresh model needs a from-scratch rate, not the gentle fine-tuning one; temperature softens the
     # victim's outputs (Hinton et al. 2015); architecture None keeps the victim's (else cross-architecture).
-    settings = {"lr": 0.05, "temperature": 1.0, "architecture": None}
+    # answers "labels": the API returns only its top class, and the student learns those (hard-label extraction).
+    settings = {"lr": 0.05, "temperature": 1.0, "architecture": None, "answers": "probabilities", "schedule": "step"}
     search = {"lr": (0.01, 0.05, 0.1), "temperature": (1.0, 4.0), "architecture": (None, "mlp")}
     threat_model = "queries to the model's output probabilities on the thief's own images; no labels, no weights"
 
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
         temperature = float(self.setting(context, "temperature"))
+        answers = self.setting(context, "answers")
+        if answers not in ("probabilities", "labels"):
+            raise NNMarkError("must be 'probabilities' or 'labels'", field="answers", got=answers)
         logits = predict_logits(model, context.data.train_x, device=context.train.device)
-        soft = torch.softmax(logits / temperature, dim=1)
+        targets = torch.softmax(logits / temperature, dim=1) if answers == "probabilities" else logits.argmax(1)
         architecture = self.setting(context, "architecture")
         spec = context.spec if architecture in (None, context.spec.architecture) else ModelSpec(
             architecture, context.spec.num_classes, tuple(context.spec.input_shape), context.spec.mean, context.spec.std)
         student = create_model(spec, seed=context.seed + 1)
-        config = replace(context.train, epochs=int(strength), lr=float(self.setting(context, "lr")), schedule="step",
-                         seed=context.seed)
-        fit(student, context.data.train_x, soft, config, progress=context.progress, description="attack distill")
+        config = replace(context.train, epochs=int(strength), lr=float(self.setting(context, "lr")),
+                         schedule=self.setting(context, "schedule"), seed=context.seed)
+        fit(student, context.data.train_x, targets, config, progress=context.progress, description="attack distill")
         return student.to("cpu").eval()

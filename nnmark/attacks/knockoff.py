@@ -34,6 +34,7 @@ def transfer_set(kind: str, count: int, input_shape: tuple[int, int, int], seed:
 class Knockoff(Attack):
     summary = "train a fresh model on the victim's outputs for out-of-domain queries (Knockoff Nets)"
     uses_training_data = False
+    extraction = True
     strength_meaning = "epochs of training the fresh model"
     strengths = (5, 10, 20)
     quick_strengths = (5,)

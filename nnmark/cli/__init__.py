@@ -84,20 +84,26 @@ def demo(
     for column, justify in (("model", "left"), ("test acc", "right"), ("evidence k/n", "right"),
                             ("p-value", "right"), ("verdict", "left")):
         table.add_column(column, justify=justify)
-    for name in ("watermarked", "clean"):
+    for name in summary.get("rows", ("watermarked", "clean")):
         entry = summary[name]
         verify = entry["verify"]
         table.add_row(name, f"{100 * entry['test_accuracy']:.1f}%", f"{verify['matches']}/{verify['total']}",
                       format_p_value(verify["p_value"]),
                       "[bold green]OWNED[/]" if verify["owned"] else "[yellow]not owned[/]")
     console.print(table)
-    verify = summary["watermarked"]["verify"]
+    verify = summary[summary.get("rows", ("watermarked",))[0]]["verify"]
     console.print(f"statistic: {verify['statistic']}; null: {verify['null_source']}")
     console.print(f"decision rule: {verify['decision_rule']}")
     style = "" if verify["null_kind"] == "exact" else "[bold yellow]"
     console.print(f"{style}error rate: {verify['guarantee']}{'[/]' if style else ''}")
+    if "thief" in summary:
+        thief = summary["thief"]
+        console.print(f"owner model {100 * summary['owner']['test_accuracy']:.1f}%, through its API "
+                      f"{100 * summary['owner']['api_test_accuracy']:.1f}%; the thief sent {thief['queries']} queries, "
+                      f"{thief['marked_queries']} of them marked")
+        console.print(f"[bold yellow]{summary['warning']}[/]")
     console.print(f"key commitment (SHA-256): {summary['key_commitment']}")
-    console.print(f"wrote {out}/summary.json, the key and both models in {summary['seconds']:.0f} s")
+    console.print(f"wrote {out}/summary.json, the key and the models in {summary['seconds']:.0f} s")
 
 
 def _keygen_command(scheme_name: str, scheme_cls):
@@ -476,16 +482,36 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL (default: the directory name)."),
+    dawn: Optional[Path] = typer.Option(None, "--dawn", help="A DAWN serving key: answer its keyed share of queries "
+                                                             "wrongly (needs --query-log)."),
+    query_log: Optional[Path] = typer.Option(None, "--query-log", help="Record every request's images in this "
+                                                                       "directory (what `nnmark dawn derive` reads)."),
 ) -> None:
     """Serve a model over the Open Inference Protocol (v2 REST) until interrupted."""
     from nnmark.models.store import load_model
     from nnmark.serving import make_server
 
+    if dawn is not None and query_log is None:
+        raise NNMarkError("a DAWN API needs --query-log: its marks can only ever be verified from the log of the "
+                          "queries it answered", field="--query-log")
     loaded = load_model(model)
+    served = loaded.model
+    if dawn is not None:
+        from nnmark.schemes.dawn import DawnAPI
+        from nnmark.schemes.key import load_key
+
+        secret = load_key(dawn)
+        get_scheme_fits(secret, loaded, dawn)
+        served = DawnAPI(loaded.model, secret, keep_log=False)
+    log = None
+    if query_log is not None:
+        from nnmark.serving.query_log import QueryLog
+
+        log = QueryLog(query_log)
     name = model_name or model.resolve().name
     try:
-        server = make_server(loaded.model, model_name=name, input_shape=tuple(loaded.spec.input_shape),
-                             num_classes=loaded.spec.num_classes, host=host, port=port, verbose=True)
+        server = make_server(served, model_name=name, input_shape=tuple(loaded.spec.input_shape),
+                             num_classes=loaded.spec.num_classes, host=host, port=port, verbose=True, query_log=log)
     except OSError as exc:
         raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
     console.print(f"serving '{name}' at {server.url}/v2/models/{name}/infer (Ctrl-C to stop)")
@@ -495,6 +521,46 @@ def serve(
         pass
     finally:
         server.server_close()
+
+
+def get_scheme_fits(key, loaded, key_path: Path) -> None:
+    from nnmark.schemes.base import get_scheme
+
+    get_scheme(key.scheme).check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
+                                      f"the model (key {key_path})")
+
+
+dawn_app = typer.Typer(no_args_is_help=True, help="DAWN: marks carried by the serving API's answers.")
+app.add_typer(dawn_app, name="dawn")
+
+
+@command(dawn_app, "derive")
+def dawn_derive(
+    key: Path = typer.Option(..., "--key", help="The DAWN serving key the API answered with."),
+    log: Path = typer.Option(..., "--log", help="The API's query log (nnmark serve --query-log)."),
+    model: Path = typer.Option(..., "--model", help="The model the API served."),
+    client: Optional[str] = typer.Option(None, "--client", help="Only this client's queries (its address in the log)."),
+    out: Path = typer.Option(..., "--out", help="Write the verification key here."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Make the verification key for a suspected client: its marked queries and the wrong answers they got."""
+    from nnmark.io import ensure_can_write
+    from nnmark.models.store import load_model
+    from nnmark.schemes.dawn import derive_key
+    from nnmark.schemes.key import load_key, save_key
+    from nnmark.serving.query_log import read_query_log
+
+    ensure_can_write(out, force)
+    secret = load_key(key)
+    loaded = load_model(model)
+    get_scheme_fits(secret, loaded, key)
+    derived = derive_key(secret, loaded.model, read_query_log(log, client))
+    save_key(derived, out, force=force)
+    params = derived.params
+    console.print(f"{params['marked_queries']} marked of {params['distinct_queries']} distinct queries "
+                  f"({params['log_queries']} logged); wrote {out}")
+    console.print("[bold yellow]The verdict is valid only if this log holds every query the client sent, recorded "
+                  "before the suspect was queried: a log trimmed after seeing a suspect's answers can frame anyone.[/]")
 
 
 @command()

@@ -10,9 +10,26 @@ def _pct(value: float, ci: float = 0.0) -> str:
     return f"{100 * value:.1f}" + (f"±{100 * ci:.1f}" if ci else "")
 
 
+def settings_text(row: dict[str, Any], attacker_fraction: float, searched_only: bool = False) -> str:
+    """The hyperparameters a row ran with, compactly (its thief data share where it was not the
+    whole); ``searched_only``: just those the adaptive attacker varies."""
+    searched = None
+    if searched_only and "+" not in row["attack"]:
+        from nnmark.attacks.base import get_attack
+
+        searched = set(get_attack(row["attack"].split(":")[0]).search)
+    text = ", ".join(f"{k}={v}" for step in row.get("settings") or [] for k, v in step.items()
+                     if searched is None or k in searched)
+    if row.get("data_fraction") not in (None, attacker_fraction):
+        text += ("; " if text else "") + f"thief data {100 * row['data_fraction']:.0f}%"
+    return text
+
+
 def removal_matrix(results: dict[str, Any]) -> list[str]:
-    """Attack x scheme: the weakest strength that removed the mark, else whether it survived
-    (and where the mark was lost only together with the model's accuracy)."""
+    """Attack x scheme: the weakest strength that removed the mark (with the setting that did, in
+    an adaptive run, and the share of seeds it did it for), else whether it survived (and where
+    the mark was lost only together with the model's accuracy)."""
+    config = results["config"]
     schemes = list(results["victims"])
     by_cell: dict[tuple[str, str], list[dict]] = {}
     for row in results["summary"]:
@@ -30,7 +47,12 @@ def removal_matrix(results: dict[str, Any]) -> list[str]:
                 cells.append("— (victim not owned)")
             elif removed:
                 r = removed[0]
-                cells.append(f"**removed** at {label(r)} (acc {100 * r['test_accuracy']:.0f}%)")
+                how = [f"{r['removed_rate']:.0%} of {r['seeds']} seeds"] if r["seeds"] > 1 else []
+                setting = settings_text(r, config["attacker_fraction"], searched_only=True)
+                if config.get("adaptive") and setting:
+                    how.append(setting)
+                how.append(f"acc {_pct(r['test_accuracy'], r['test_accuracy_ci95'])}%")
+                cells.append(f"**removed** at {label(r)} ({'; '.join(how)})")
             elif lost:
                 r = lost[0]
                 cells.append(f"survives; lost at {label(r)} only with acc {100 * r['test_accuracy']:.0f}%")
@@ -66,9 +88,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
         owned = f"{row['owned_rate']:.0%}" if row["seeds"] > 1 else ("yes" if row["owned_rate"] else "no")
         removed = f"{row['removed_rate']:.0%}" if row["seeds"] > 1 else ("**yes**" if row["removed_rate"] else "no")
-        settings = ", ".join(f"{k}={v}" for step in row.get("settings") or [] for k, v in step.items()) or "—"
-        if row.get("data_fraction") not in (None, config["attacker_fraction"]):
-            settings += f"; thief data {100 * row['data_fraction']:.0f}%"
+        settings = settings_text(row, config["attacker_fraction"]) or "—"
         if row.get("settings_tried"):
             settings += f" (best of {row['settings_tried']})"
         lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | "

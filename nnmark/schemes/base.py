@@ -80,6 +80,9 @@ class WatermarkScheme(ABC):
     # True where the key is made from the very model it then marks (its "classifier" is the model
     # to mark, not just a source of features): nothing may train a stand-in for it.
     keys_the_marked_model: ClassVar[bool] = False
+    # True where the mark is carried by the serving API's answers, not by the model (DAWN): only
+    # extraction through the API can take it, and verification keys are derived from the API's log.
+    marks_the_api: ClassVar[bool] = False
     # "exact": the statistic's null distribution is known (binomial); "estimated": it can only be
     # measured on models made without the key (a ControlNull), with the model as the unit.
     null_kind: ClassVar[str] = "exact"

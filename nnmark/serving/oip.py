@@ -69,6 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
             self._error(HTTPStatus.BAD_REQUEST, f"bad inference request: {exc}")
             return
+        if self.server.query_log is not None:  # before answering: a query is in the log if it was answered
+            self.server.query_log.record(images, client=self.client_address[0])
         with self.server.lock, torch.no_grad():
             logits = self.server.model(images).float()
         self._send(HTTPStatus.OK, {
@@ -81,8 +83,10 @@ class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], model: nn.Module, model_name: str,
-                 input_shape: tuple[int, int, int], num_classes: int, verbose: bool = False) -> None:
+                 input_shape: tuple[int, int, int], num_classes: int, verbose: bool = False,
+                 query_log=None) -> None:
         super().__init__(address, _Handler)
+        self.query_log = query_log  # a QueryLog: every answered request's images, for DAWN
         self.model, self.model_name = model.eval(), model_name
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         self.verbose = verbose
@@ -100,9 +104,10 @@ class ModelServer(ThreadingHTTPServer):
 
 
 def make_server(model: nn.Module, *, model_name: str, input_shape: tuple[int, int, int], num_classes: int,
-                host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> ModelServer:
-    """A server bound to ``host:port`` (port 0: any free one); call ``serve_forever`` to run it."""
-    return ModelServer((host, port), model, model_name, input_shape, num_classes, verbose)
+                host: str = "127.0.0.1", port: int = 0, verbose: bool = False, query_log=None) -> ModelServer:
+    """A server bound to ``host:port`` (port 0: any free one); call ``serve_forever`` to run it.
+    ``query_log``: a :class:`~nnmark.serving.query_log.QueryLog` recording every request."""
+    return ModelServer((host, port), model, model_name, input_shape, num_classes, verbose, query_log)
 
 
 def serve_model(model: nn.Module, **kwargs: Any) -> ModelServer:

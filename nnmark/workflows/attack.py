@@ -14,7 +14,7 @@ from nnmark.api import verify_model
 from nnmark.attacks.base import AttackContext, chain_settings, parse_chain, resolve_strengths, run_chain
 from nnmark.attacks.transfer import new_task_of
 from nnmark.data.base import Dataset
-from nnmark.errors import MarkNotFound, NonFiniteOutput
+from nnmark.errors import MarkNotFound, NNMarkError, NonFiniteOutput
 from nnmark.models.inference import evaluate, predict_logits
 from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import WatermarkKey
@@ -76,6 +76,7 @@ class AttackOutcome:
     removed: bool  # owned before, not after, and accuracy kept
     settings: list[dict[str, Any]] = field(default_factory=list)  # each step's hyperparameters as run
     attack_facts: dict[str, Any] = field(default_factory=dict)  # what the attack reports of itself (a guard's false alarms)
+    key: WatermarkKey | None = None  # the key both were judged with (for DAWN, derived from the API's log)
 
 
 def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackContext, *,
@@ -88,11 +89,16 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
     steps = parse_chain(attack)
     test_data = test_data or context.data
     device = context.train.device
-    before = before or judge_model(victim, key, test_data, null=null, alpha=alpha, device=device)
-    attacked = run_chain(victim, steps, context, strength)
+    if get_scheme(key.scheme).marks_the_api:
+        attacked, key, before = _extract_through_api(victim, key, steps, context, strength, test_data, alpha, device)
+    else:
+        before = before or judge_model(victim, key, test_data, null=null, alpha=alpha, device=device)
+        attacked = run_chain(victim, steps, context, strength)
     after = judge_model(attacked, key, test_data, null=null, alpha=alpha, device=device)
     epochs = sum(step.epochs(value, context) for step, value in resolve_strengths(steps, strength))
     facts = attacked.attack_facts(test_data.test_x) if hasattr(attacked, "attack_facts") else {}
+    if key.params.get("serving_key"):  # derived from the API's log of this thief's queries
+        facts = {**facts, "marked_queries": key.item_count, "logged_queries": key.params["log_queries"]}
     reference = before.test_accuracy
     task = new_task_of(attacked)
     if task is not None:
@@ -103,4 +109,30 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
         facts = {**facts, "new_task_classes": task.classes, "victim_accuracy_on_new_task": reference}
     keeps = after.test_accuracy >= reference - tolerance
     return AttackOutcome(attacked, before, after, epochs, keeps, before.owned and not after.owned and keeps,
-                         chain_settings(steps, context), facts)
+                         chain_settings(steps, context), facts, key)
+
+
+def _extract_through_api(api, serving_key: WatermarkKey, steps, context: AttackContext, strength, test_data: Dataset,
+                         alpha: float, device) -> tuple[Any, WatermarkKey, Judgement]:
+    """A mark carried by the API (DAWN): only extraction applies, and the verification key is
+    derived from the API's log of the thief's queries once the thief is done."""
+    from nnmark.schemes.dawn import DawnAPI, derive_key
+
+    if not isinstance(api, DawnAPI):
+        raise NNMarkError(f"a '{serving_key.scheme}' key marks an API's answers: attack the model behind its API "
+                          "(nnmark.schemes.dawn.DawnAPI), not the bare model", field="victim")
+    not_extraction = [str(step) for step, (attack, _) in zip(steps, resolve_strengths(steps)) if not attack.extraction]
+    if not_extraction:
+        raise NNMarkError(f"not applicable: '{serving_key.scheme}' marks the API's answers, and "
+                          f"{', '.join(not_extraction)} needs the model's weights, which the API never hands out",
+                          field="attack")
+    api.log.clear()
+    api.keep_log = True
+    try:
+        attacked = run_chain(api, steps, context, strength)
+    finally:
+        api.keep_log = False
+    verification_key = derive_key(serving_key, api.model, api.queries())
+    # The API itself answers every marked query as logged: that is the "before" the thief starts from.
+    before = judge_model(api, verification_key, test_data, alpha=alpha, device=device)
+    return attacked, verification_key, before

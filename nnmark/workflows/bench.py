@@ -223,14 +223,30 @@ class Bench:
                                       progress=self.progress, distributed=self.distributed)
                 return marked.model, {"test_accuracy": marked.test_accuracy, "key": key, "spec": marked.spec,
                                       "embedded_by": marked.how}
-            trained = train_model(self.data, config.victim, architecture=config.architecture, key=key,
+            api_mark = implementation.marks_the_api  # nothing to train in: the API carries it
+            trained = train_model(self.data, config.victim, architecture=config.architecture,
+                                  key=None if api_mark else key,
                                   embed_options=implementation.recommended_embed_options(len(self.data.train_y)),
                                   progress=self.progress,
                                   description=f"victim {scheme}", distributed=self.distributed)
             return trained.model, {"test_accuracy": trained.test_accuracy, "key": key}
 
         model, metadata = self._cached_model(name, train)
-        return Victim(scheme, name, model, load_key(self.cache / name / "key"), metadata["test_accuracy"])
+        key = load_key(self.cache / name / "key")
+        if implementation.marks_the_api:
+            from nnmark.schemes.dawn import DawnAPI
+
+            model = DawnAPI(model, key, keep_log=False)  # what a thief can reach: the model behind its API
+        return Victim(scheme, name, model, key, metadata["test_accuracy"])
+
+    def _verification_key(self, victim: Victim):
+        """The key a verdict on the victim uses: its own, or for a mark carried by the API, one
+        derived from the log of a typical thief's queries (the API repeats its own marks)."""
+        if not get_scheme(victim.scheme).marks_the_api:
+            return victim.key
+        from nnmark.schemes.dawn import derive_key
+
+        return derive_key(victim.key, victim.model.model, self.data.subset(self.config.attacker_fraction, seed=0).train_x)
 
     # Cells -------------------------------------------------------------------------------
 
@@ -291,7 +307,7 @@ class Bench:
             if get_scheme(scheme).null_kind == "estimated":
                 controls = controls if controls is not None else self.controls()
                 victim.null = measure_null(victim.key, controls)
-            baseline = verify_model(victim.model, victim.key, alpha=config.alpha, null=victim.null)
+            baseline = verify_model(victim.model, self._verification_key(victim), alpha=config.alpha, null=victim.null)
             victim.judgement = Judgement(victim.accuracy, baseline.owned, baseline.p_value, baseline.matches,
                                          baseline.total, baseline.threshold, baseline.statistic, baseline.agreement)
             victims[scheme] = {"test_accuracy": victim.accuracy, "owned": baseline.owned,
@@ -383,6 +399,8 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((record["scheme"], record["attack"], record["strength"]), []).append(record)
     rows = []
     for (scheme, attack, strength), group in groups.items():
+        # The settings shown: those of a seed where the mark was removed, if any was.
+        shown = next((r for r in group if r["removed"]), group[0])
         accuracy, accuracy_ci = mean_ci([r["test_accuracy"] for r in group])
         evidence, evidence_ci = mean_ci([r["evidence"] for r in group])
         rows.append({"scheme": scheme, "attack": attack, "strength": strength, "seeds": len(group),
@@ -392,8 +410,8 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "removed_rate": float(np.mean([r["removed"] for r in group])),
                      "max_p_value": max(r["p_value"] for r in group),
                      "victim_accuracy": group[0]["victim_accuracy"],
-                     "settings": group[0].get("settings"), "settings_tried": group[0].get("settings_tried"),
-                     "data_fraction": group[0].get("data_fraction"),
+                     "settings": shown.get("settings"), "settings_tried": shown.get("settings_tried"),
+                     "data_fraction": shown.get("data_fraction"),
                      "threshold_fraction": max(r["threshold"] / r["total"] for r in group)})
     return rows
 

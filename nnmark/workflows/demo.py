@@ -72,6 +72,9 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
     data = load_dataset(dataset, data_dir)
     config = preset(DEMO_PRESET, seed=seed, **({"epochs": epochs} if epochs else {}))
     spec = ModelSpec(DEMO_ARCHITECTURE, data.num_classes, data.input_shape, data.mean, data.std)
+    if implementation.marks_the_api:
+        return _run_api_demo(out, scheme, data, config, spec, seed=seed, alpha=alpha, force=force,
+                             key_options=key_options, progress=progress, started=started)
     embed_options = implementation.recommended_embed_options(len(data.train_y))
     marks_trained = marks_a_trained_model(scheme, key_options)
 
@@ -117,6 +120,61 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
             if trained is not None:
                 summary[name]["train_seconds"] = round(trained.result.seconds, 2)
         summary["accuracy_cost"] = summary["clean"]["test_accuracy"] - summary["watermarked"]["test_accuracy"]
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        write_json(staging / "summary.json", summary)
+    return summary
+
+
+# The demo's thief for a mark carried by the API: label-only extraction trained until it
+# reproduces the API's answers on its queries (the thief DAWN is made to catch).
+API_THIEF_FRACTION = 0.3
+API_THIEF = {"attack": "distill", "strength": 30, "settings": {"answers": "labels", "schedule": "constant"}}
+
+
+def _run_api_demo(out, scheme, data, config, spec, *, seed, alpha, force, key_options, progress, started):
+    """For a mark the serving API carries (DAWN): train the owner's model, serve it behind the
+    keyed API, let a thief extract a model through it, derive the verification key from the API's
+    log of the thief's queries, and verify the extracted model and an independently trained one."""
+    from nnmark.attacks.base import AttackContext
+    from nnmark.schemes.dawn import DawnAPI
+    from nnmark.workflows.attack import attack_and_judge
+
+    def train(name: str, offset: int) -> TrainedModel:
+        return train_model(data, preset(DEMO_PRESET, seed=seed + offset, epochs=config.epochs),
+                           architecture=DEMO_ARCHITECTURE, progress=progress, description=f"{name:>11}")
+
+    with atomic_directory(out, force) as staging:
+        owner = train("owner", 0)
+        key = generate_key(scheme, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed + 1000,
+                           options=key_options, progress=progress)
+        save_key(key, staging / "serving-key")
+        api = DawnAPI(owner.model, key, keep_log=False)
+        thief_data = data.subset(API_THIEF_FRACTION, seed=seed + 7)
+        context = AttackContext(thief_data, spec, seed=seed, settings=dict(API_THIEF["settings"]), progress=progress)
+        outcome = attack_and_judge(api, key, API_THIEF["attack"], context, strength=API_THIEF["strength"],
+                                   alpha=alpha, test_data=data)
+        save_key(outcome.key, staging / "key")
+        independent = train("independent", 1)
+        summary: dict[str, Any] = {
+            "nnmark_version": __version__, "scheme": scheme, "access": "black-box (the API)", "dataset": data.name,
+            "alpha": alpha, "serving_key_commitment": key.commitment, "key_commitment": outcome.key.commitment,
+            "epochs": config.epochs, "seed": seed, "rows": ["extracted", "independent"],
+            "owner": {"test_accuracy": owner.test_accuracy, "api_test_accuracy": outcome.before.test_accuracy},
+            "thief": {**API_THIEF, "queries": len(thief_data.train_y), **outcome.attack_facts},
+            "warning": ("valid only if the log holds every query the client sent, recorded before the suspect "
+                        "was queried; a thief that distils the API's probabilities for a few epochs instead of "
+                        "fitting its answers escapes (docs/schemes/dawn.md)"),
+        }
+        models = {"owner": (owner.model, owner), "extracted": (outcome.attacked, None),
+                  "independent": (independent.model, independent)}
+        for name, (model, trained) in models.items():
+            save_model(model, spec, staging / name, metadata=trained.metadata() if trained else {"demo": name})
+            if name == "owner":
+                continue
+            verdict = verify_model(model, outcome.key, alpha=alpha)
+            verify = {k: v for k, v in verdict.to_dict().items() if k not in ("details", "evidence")}
+            summary[name] = {"test_accuracy": evaluate(model, data.test_x, data.test_y), "verify": verify}
+        summary["accuracy_cost"] = owner.test_accuracy - outcome.before.test_accuracy  # what the API's wrong answers cost
         summary["seconds"] = round(time.perf_counter() - started, 2)
         write_json(staging / "summary.json", summary)
     return summary
