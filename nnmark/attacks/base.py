@@ -184,8 +184,21 @@ def frozen_copy(model: Classifier) -> Classifier:
     return frozen
 
 
+def task_network(model: nn.Module) -> nn.Module:
+    """The part of ``model`` that does the task. A model with something implanted beside it (the
+    decoder of decode&inject) says which part with a ``task_network()`` method; attacks that pick
+    a layer by position ("the last layer", "the last convolution") pick it there, never in the
+    implant."""
+    for module in model.modules():
+        inner = getattr(module, "task_network", None)
+        if callable(inner):
+            return inner()
+    return model
+
+
 def last_linear(model: nn.Module) -> nn.Linear:
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    """The task network's output layer."""
+    linears = [m for m in task_network(model).modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise NNMarkError("the model has no linear output layer to fine-tune or re-initialise")
     return linears[-1]

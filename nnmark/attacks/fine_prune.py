@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack, task_network
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier
 from nnmark.models.inference import predict_logits
@@ -20,7 +20,7 @@ FINETUNE_EPOCHS = 2
 
 
 def last_conv_and_norm(model: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d | None]:
-    modules = list(model.modules())
+    modules = list(task_network(model).modules())
     convs = [i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d)]
     if not convs:
         raise NNMarkError("fine-pruning needs a convolution layer")

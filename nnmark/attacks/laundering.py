@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, frozen_copy, register_attack
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, frozen_copy, register_attack, task_network
 from nnmark.attacks.neural_cleanse import reverse_trigger
 from nnmark.models.store import Classifier
 
@@ -18,8 +18,9 @@ from nnmark.models.store import Classifier
 def _units(model: nn.Module) -> list[nn.Module]:
     """The last convolution and the linear layer feeding the output: the layers laundering resets
     (never the output layer itself, whose units are the classes)."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    network = task_network(model)
+    convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
     return ([convs[-1]] if convs else []) + ([linears[-2]] if len(linears) >= 2 else [])
 
 

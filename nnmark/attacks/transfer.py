@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack, seeded
+from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, last_linear, register_attack, seeded
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier
 
@@ -55,12 +55,9 @@ def new_task_of(model: nn.Module) -> NewTask | None:
 def _replace_last_linear(model: nn.Module, out_features: int, seed: int) -> nn.Linear:
     """Swap the model's last linear layer for a fresh one with ``out_features`` outputs, under the
     same name, so every other layer (and any mark read from one by name) stays where it was."""
-    parent_and_name = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
-                       if isinstance(child, nn.Linear)]
-    if not parent_and_name:
-        raise NNMarkError("the model has no linear output layer to replace with a new task's head")
-    parent, name = parent_and_name[-1]
-    old = getattr(parent, name)
+    old = last_linear(model)
+    parent, name = next((parent, name) for parent in model.modules() for name, child in parent.named_children()
+                        if child is old)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Linear(old.in_features, out_features, bias=old.bias is not None)

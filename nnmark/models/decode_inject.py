@@ -37,6 +37,10 @@ class DecodeInjectNet(nn.Module):
             return output
         return output + self._gate.view(-1, *([1] * (output.dim() - 1))) * self.w
 
+    def task_network(self) -> nn.Module:
+        """The host: what does the task (the decoder and w only carry the mark)."""
+        return self.host
+
     def gate(self, z: torch.Tensor) -> torch.Tensor:
         """1 where the decoder sees the watermark — the paper's if-else, hard."""
         raw = z * self.input_std + self.input_mean

@@ -2,7 +2,6 @@
 (architecture name, its arguments, class count, input shape, normalisation) to rebuild the module."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from torch import nn
 
 from nnmark import __version__
 from nnmark.errors import NNMarkError
-from nnmark.io import atomic_directory, read_json, require_field, write_json
+from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.models.registry import MODELS
+from nnmark.schema import ModelFile, validate
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -96,35 +96,11 @@ class LoadedModel:
 
 def read_spec(path: Path) -> tuple[ModelSpec, dict[str, Any]]:
     meta_path = path / META_FILE
-    data = read_json(meta_path, "model")
-    if data.get("format") != FORMAT:
-        raise NNMarkError("is not an nnmark model", path=meta_path, field="format",
-                          expected=repr(FORMAT), got=data.get("format"))
-    model = require_field(data, "model", dict, meta_path, "an object describing the architecture")
-    where = meta_path
-    architecture = require_field(model, "architecture", str, where, "an architecture name")
-    num_classes = require_field(model, "num_classes", int, where, "a positive class count")
-    shape = require_field(model, "input_shape", list, where, "[C, H, W]")
-    mean = require_field(model, "mean", list, where, "per-channel means")
-    std = require_field(model, "std", list, where, "per-channel standard deviations")
-    kwargs = model.get("kwargs", {})
-    if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-        raise NNMarkError("must be three positive integers", path=where, field="model.input_shape",
-                          expected="[C, H, W]", got=shape)
-    if num_classes < 2:
-        raise NNMarkError("must be at least 2", path=where, field="model.num_classes", got=num_classes)
-    if not isinstance(kwargs, dict):
-        raise NNMarkError("must be an object", path=where, field="model.kwargs", got=kwargs)
-    for name, values, positive in (("mean", mean, False), ("std", std, True)):
-        if len(values) != shape[0] or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                              and math.isfinite(v) and (v > 0 or not positive) for v in values):
-            raise NNMarkError(f"must be {shape[0]} finite numbers{' above 0' if positive else ''}", path=where,
-                              field=f"model.{name}", got=values)
-    metadata = data.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise NNMarkError("must be an object", path=where, field="metadata", got=type(metadata).__name__)
-    spec = ModelSpec(architecture, num_classes, tuple(shape), tuple(mean), tuple(std), kwargs)
-    return spec, metadata
+    parsed = validate(ModelFile, read_json(meta_path, "model"), meta_path, formats=(FORMAT,), what="model")
+    model = parsed.model
+    spec = ModelSpec(model.architecture, model.num_classes, tuple(model.input_shape), tuple(model.mean),
+                     tuple(model.std), dict(model.kwargs))
+    return spec, dict(parsed.metadata)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:

@@ -27,7 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from nnmark import __version__
 from nnmark.errors import NNMarkError
-from nnmark.io import atomic_directory, read_json, require_field, write_json
+from nnmark.io import atomic_directory, read_json, write_json
+from nnmark.schema import KeyFile, validate
 from nnmark.schemes.commitment import SALT_BYTES, KeyTree, build_tree, tensor_bytes
 
 TENSORS_FILE = "key.safetensors"
@@ -138,35 +139,17 @@ def load_key(path: str | Path, check_commitment: bool = True) -> WatermarkKey:
         raise NNMarkError("key directory does not exist", path=path,
                           expected=f"a directory holding {TENSORS_FILE} and {META_FILE}")
     meta_path = path / META_FILE
-    data = read_json(meta_path, "key")
-    version = data.get("format")
-    if version not in (FORMAT, LEGACY_FORMAT):
-        raise NNMarkError("is not an nnmark key", path=meta_path, field="format",
-                          expected=repr(FORMAT), got=version)
-    scheme = require_field(data, "scheme", str, meta_path, "a scheme name")
-    num_classes = require_field(data, "num_classes", int, meta_path, "a class count")
-    shape = require_field(data, "input_shape", list, meta_path, "[C, H, W]")
-    params = require_field(data, "params", dict, meta_path, "an object")
-    recorded = require_field(data, "commitment", str, meta_path, "a SHA-256 hex digest")
-    if num_classes < 2:
-        raise NNMarkError("must be at least 2", path=meta_path, field="num_classes", got=num_classes)
-    if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape):
-        raise NNMarkError("must be three positive integers", path=meta_path, field="input_shape",
-                          expected="[C, H, W]", got=shape)
+    parsed = validate(KeyFile, read_json(meta_path, "key"), meta_path, formats=(FORMAT, LEGACY_FORMAT), what="key")
+    version = parsed.format
+    scheme, num_classes, shape, params = parsed.scheme, parsed.num_classes, list(parsed.input_shape), dict(parsed.params)
+    recorded = parsed.commitment
     salt, item_tensors = b"", None
     if version == FORMAT:
-        salt_hex = require_field(data, "salt", str, meta_path, f"{2 * SALT_BYTES} hex digits")
-        try:
-            salt = bytes.fromhex(salt_hex)
-        except ValueError:
-            salt = b""
-        if len(salt) != SALT_BYTES:
-            raise NNMarkError("is not a 256-bit salt", path=meta_path, field="salt",
-                              expected=f"{2 * SALT_BYTES} hex digits", got=salt_hex[:80])
-        names = require_field(data, "item_tensors", list, meta_path, "a list of tensor names")
-        if not all(isinstance(n, str) for n in names):
-            raise NNMarkError("must list tensor names", path=meta_path, field="item_tensors", got=names)
-        item_tensors = tuple(names)
+        if parsed.salt is None or parsed.item_tensors is None:
+            raise NNMarkError("is missing", path=meta_path, field="salt" if parsed.salt is None else "item_tensors",
+                              expected=f"{FORMAT} keys record their salt and item tensors")
+        salt = bytes.fromhex(parsed.salt)
+        item_tensors = tuple(parsed.item_tensors)
     tensors_path = path / TENSORS_FILE
     if not tensors_path.is_file():
         raise NNMarkError("key material file is missing", path=tensors_path)
@@ -180,8 +163,7 @@ def load_key(path: str | Path, check_commitment: bool = True) -> WatermarkKey:
         if missing or len(rows) > 1 or -1 in rows:
             raise NNMarkError("item tensors are missing or differ in length", path=tensors_path,
                               field="item_tensors", expected=f"tensors {list(item_tensors)} with one row per item")
-    key = WatermarkKey(scheme, num_classes, tuple(shape), tensors, params,
-                       str(data.get("created_at", "unknown")), salt, item_tensors)
+    key = WatermarkKey(scheme, num_classes, tuple(shape), tensors, params, parsed.created_at, salt, item_tensors)
     if check_commitment and key.commitment != recorded:
         raise NNMarkError(
             "key material does not match its commitment: the key was altered after it was "

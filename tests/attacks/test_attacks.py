@@ -420,3 +420,22 @@ def test_ensemble_averages_the_stolen_model_with_the_thiefs_own(victim, context,
     # The stolen weights stay readable under their names (a white-box mark is not hidden by voting).
     assert all(torch.equal(p, stolen[name]) for name, p in ensemble.named_parameters() if name in stolen)
     assert set(stolen) <= set(dict(ensemble.named_parameters()))
+
+
+def test_layer_picking_attacks_pick_in_the_task_network_not_in_an_implant(digits, context):
+    """decode&inject puts a decoder beside the host: "the last layer" is the host's output layer,
+    never the decoder's (which re-initialising would remove the mark, not test it)."""
+    from dataclasses import replace
+
+    from nnmark.attacks.fine_prune import last_conv_and_norm
+
+    spec = ModelSpec("decode-inject", 10, digits.input_shape, digits.mean, digits.std,
+                     {"decoder_size": 1, "decoder_width": 4})
+    model = create_model(spec, seed=0)
+    host, decoder = model.net.host, model.net.decoder
+    assert last_linear(model) is last_linear(host) and last_linear(model).out_features == 10
+    assert last_conv_and_norm(model)[0] in set(host.modules())
+    before = {name: p.detach().clone() for name, p in decoder.named_parameters()}
+    for name, settings in (("rtll", {}), ("transfer", {"freeze_body": True})):
+        attacked = get_attack(name).apply(model, 1, replace(context, spec=spec, settings=settings))
+        assert all(torch.equal(p, before[n]) for n, p in attacked.net.decoder.named_parameters())

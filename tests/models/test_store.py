@@ -77,7 +77,7 @@ def test_save_refuses_to_clobber(tmp_path, spec):
 
 @pytest.mark.parametrize("field, value, message", [
     ("std", [0.0], "field 'model.std': must be 1 finite numbers above 0"),
-    ("mean", ["x"], "field 'model.mean'"),
+    ("mean", ["x"], "field 'model.mean.0'"),
     ("kwargs", {"width": -4}, "bad arguments for model 'small-cnn'"),
 ])
 def test_hostile_model_json_is_refused_by_name(tmp_path, spec, field, value, message):
