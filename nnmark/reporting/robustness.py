@@ -34,7 +34,9 @@ def removal_matrix(results: dict[str, Any]) -> list[str]:
     by_cell: dict[tuple[str, str], list[dict]] = {}
     for row in results["summary"]:
         by_cell.setdefault((row["attack"], row["scheme"]), []).append(row)
-    attacks = list(dict.fromkeys(row["attack"] for row in results["summary"]))
+    attacks = list(dict.fromkeys([row["attack"] for row in results["summary"]] +
+                                 [r["attack"] for r in results.get("not_applicable") or []]))
+    inapplicable = {(r["scheme"], r["attack"]) for r in results.get("not_applicable") or []}
     lines = ["| attack | " + " | ".join(schemes) + " |", "|---|" + "---|" * len(schemes)]
     for attack in attacks:
         cells = []
@@ -45,13 +47,19 @@ def removal_matrix(results: dict[str, Any]) -> list[str]:
             label = lambda r: "chain" if r["strength"] is None else f"{r['strength']:g}"  # noqa: E731
             if not results["victims"][scheme]["owned"]:
                 cells.append("— (victim not owned)")
+            elif not rows and (scheme, attack) in inapplicable:
+                cells.append("n/a (see below)")
             elif removed:
                 r = removed[0]
                 how = [f"{r['removed_rate']:.0%} of {r['seeds']} seeds"] if r["seeds"] > 1 else []
                 setting = settings_text(r, config["attacker_fraction"], searched_only=True)
                 if config.get("adaptive") and setting:
                     how.append(setting)
-                how.append(f"acc {_pct(r['test_accuracy'], r['test_accuracy_ci95'])}%")
+                if r.get("removed_test_accuracy") is not None:
+                    how.append(f"acc {_pct(r['removed_test_accuracy'], r['removed_test_accuracy_ci95'])}%"
+                               + (" where removed" if r["removed_rate"] < 1 else ""))
+                else:
+                    how.append(f"acc {_pct(r['test_accuracy'], r['test_accuracy_ci95'])}%")
                 cells.append(f"**removed** at {label(r)} ({'; '.join(how)})")
             elif lost:
                 r = lost[0]
@@ -110,7 +118,8 @@ def markdown_table(results: dict[str, Any]) -> str:
     skipped = results.get("not_applicable") or []
     if skipped:
         lines += ["", "## Not applicable", ""]
-        lines += [f"- {r['scheme']} / {r['attack']}: {r['not_applicable']}" for r in skipped]
+        reasons = dict.fromkeys((r["scheme"], r["attack"], r["not_applicable"]) for r in skipped)  # once per cell kind
+        lines += [f"- {scheme} / {attack}: {reason}" for scheme, attack, reason in reasons]
     return "\n".join(lines) + "\n"
 
 

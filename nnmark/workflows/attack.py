@@ -124,7 +124,8 @@ def _extract_through_api(api, serving_key: WatermarkKey, steps, context: AttackC
     not_extraction = [str(step) for step, (attack, _) in zip(steps, resolve_strengths(steps)) if not attack.extraction]
     if not_extraction:
         raise NNMarkError(f"not applicable: '{serving_key.scheme}' marks the API's answers, and "
-                          f"{', '.join(not_extraction)} needs the model's weights, which the API never hands out",
+                          f"{', '.join(not_extraction)} needs the model itself (its weights, or the model to serve behind a front "
+                          "end of the thief's own), which the API never hands out",
                           field="attack")
     api.log.clear()
     api.keep_log = True

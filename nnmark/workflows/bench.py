@@ -61,7 +61,8 @@ class BenchConfig:
     adaptive: bool = False  # per cell, try every setting in each attack's search grid; report the strongest
     # Smaller shares of the training set the adaptive attacker also tries, for attacks that train on
     # the thief's data (``attacker_fraction`` is the most the threat model allows, and always tried).
-    search_fractions: tuple[float, ...] = (0.1,)
+    # None: a third of it.
+    search_fractions: tuple[float, ...] | None = None
     victim: TrainConfig = field(default_factory=lambda: preset("small-data"))
     attack_train: TrainConfig = field(default_factory=lambda: preset("attack"))
 
@@ -70,6 +71,8 @@ class BenchConfig:
             raise NNMarkError("must be in (0, 1]", field="attacker_fraction", got=self.attacker_fraction)
         if self.seeds < 1:
             raise NNMarkError("must be at least 1", field="seeds", got=self.seeds)
+        if self.search_fractions is None:
+            self.search_fractions = (round(self.attacker_fraction / 3, 4),)
         self.search_fractions = tuple(float(f) for f in self.search_fractions)
         if any(not 0 < f <= self.attacker_fraction for f in self.search_fractions):
             raise NNMarkError(f"each must be in (0, attacker_fraction = {self.attacker_fraction:g}]",
@@ -403,11 +406,16 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         shown = next((r for r in group if r["removed"]), group[0])
         accuracy, accuracy_ci = mean_ci([r["test_accuracy"] for r in group])
         evidence, evidence_ci = mean_ci([r["evidence"] for r in group])
+        # Over the seeds where the mark was removed: the accuracy the successful thief kept (the
+        # others' strongest setting may be one that wrecked the model, which says nothing of it).
+        removed_accuracy = mean_ci([r["test_accuracy"] for r in group if r["removed"]]) if shown["removed"] else None
         rows.append({"scheme": scheme, "attack": attack, "strength": strength, "seeds": len(group),
                      "test_accuracy": accuracy, "test_accuracy_ci95": accuracy_ci,
                      "evidence": evidence, "evidence_ci95": evidence_ci,
                      "owned_rate": float(np.mean([r["owned"] for r in group])),
                      "removed_rate": float(np.mean([r["removed"] for r in group])),
+                     "removed_test_accuracy": removed_accuracy[0] if removed_accuracy else None,
+                     "removed_test_accuracy_ci95": removed_accuracy[1] if removed_accuracy else None,
                      "max_p_value": max(r["p_value"] for r in group),
                      "victim_accuracy": group[0]["victim_accuracy"],
                      "settings": shown.get("settings"), "settings_tried": shown.get("settings_tried"),

@@ -111,11 +111,6 @@ def test_serve_derive_and_verify_from_the_command_line(tmp_path, digits, digits_
     """The whole DAWN path as a user runs it: `nnmark serve --dawn --query-log` (a real server on
     loopback), a thief taking labels over HTTP, `nnmark dawn derive` from the log, `nnmark verify`."""
     import json
-    import os
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
     from typer.testing import CliRunner
 
@@ -124,26 +119,16 @@ def test_serve_derive_and_verify_from_the_command_line(tmp_path, digits, digits_
     from nnmark.schemes import save_key
     from nnmark.training import TrainConfig, fit
     from nnmark.verification.http import HttpSuspect
-    from tests.verification.test_http import free_port
+    from tests.verification.test_http import start_cli_server
 
     save_model(digits_host.model, digits_host.spec, tmp_path / "owner")
     save_key(serving_key, tmp_path / "serving")
     runner = CliRunner()
     refused = runner.invoke(app, ["serve", str(tmp_path / "owner"), "--dawn", str(tmp_path / "serving")])
     assert refused.exit_code == 2 and "--query-log" in refused.output
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "nnmark", "serve", str(tmp_path / "owner"), "--port", str(port),
-                                "--dawn", str(tmp_path / "serving"), "--query-log", str(tmp_path / "log")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process, port = start_cli_server(str(tmp_path / "owner"), "--dawn", str(tmp_path / "serving"),
+                                     "--query-log", str(tmp_path / "log"))
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
-                break
-            except OSError:
-                assert time.time() < deadline and process.poll() is None, "server did not start"
-                time.sleep(0.2)
         queries = digits.subset(0.3, seed=4).train_x
         labels = HttpSuspect(f"http://127.0.0.1:{port}", "owner").predict(queries)  # the thief sees labels only
     finally:

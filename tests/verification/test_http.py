@@ -62,6 +62,24 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def start_cli_server(*args: str) -> tuple[subprocess.Popen, int]:
+    """`nnmark serve ARGS --port P` in a subprocess, once it answers on loopback."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "nnmark", "serve", *args, "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
+            return process, port
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                process.kill()
+                raise AssertionError("server did not start") from None
+            time.sleep(0.2)
+
+
 def test_server_down_is_a_clear_error(adi_key):
     suspect = HttpSuspect(f"http://127.0.0.1:{free_port()}", "mark", retries=2, backoff=0.01, timeout=2)
     with pytest.raises(NNMarkError, match="failed after 3 attempt"):
@@ -121,19 +139,8 @@ def test_cli_serve_and_verify_endpoint(tmp_path, marked, control, adi_key):
     save_model(marked.model, marked.spec, tmp_path / "mark")
     save_model(control.model, control.spec, tmp_path / "ctrl")
     save_key(adi_key, tmp_path / "key")
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "nnmark", "serve", str(tmp_path / "mark"), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    process, port = start_cli_server(str(tmp_path / "mark"))
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
-                break
-            except OSError:
-                assert time.time() < deadline and process.poll() is None, "server did not start"
-                time.sleep(0.2)
         result = CliRunner().invoke(app, ["verify", "--endpoint", f"http://127.0.0.1:{port}", "--model-name", "mark",
                                           "--key", str(tmp_path / "key"), "--json"])
         assert result.exit_code == 0, result.output
