@@ -128,7 +128,7 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
 # The demo's thief for a mark carried by the API: label-only extraction trained until it
 # reproduces the API's answers on its queries (the thief DAWN is made to catch).
 API_THIEF_FRACTION = 0.3
-API_THIEF = {"attack": "distill", "strength": 30, "settings": {"answers": "labels", "schedule": "constant"}}
+API_THIEF = {"attack": "distill", "strength": 60, "settings": {"answers": "labels", "schedule": "constant"}}
 
 
 def _run_api_demo(out, scheme, data, config, spec, *, seed, alpha, force, key_options, progress, started):

@@ -19,6 +19,7 @@ SCRIPTS = {
     "uchida_alignment_null.py": ["--models", "3", "--keys", "1"],
     "null_audit.py": ["--simulate", "--trials", "50"],
     "train_throughput.py": ["--steps", "1", "--batch", "16", "--workers", "0"],
+    "dawn_thief.py": ["--secrets", "1", "--epochs", "1", "--owner-epochs", "1"],
 }
 
 

@@ -118,6 +118,18 @@ def test_demo_runs_another_scheme(tmp_path):
     assert 0 <= summary["clean"]["verify"]["bit_error_rate"] <= 1
 
 
+def test_demo_of_a_mark_in_the_api_catches_the_extracted_model(tmp_path):
+    result = invoke("demo", "--scheme", "dawn", "--epochs", 6, "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    assert "every query the client sent" in " ".join(result.output.split())  # the guarantee's condition, in words
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["rows"] == ["extracted", "independent"] and summary["thief"]["marked_queries"] >= 5
+    extracted, independent = summary["extracted"]["verify"], summary["independent"]["verify"]
+    assert extracted["owned"] and extracted["null_kind"] == "exact" and not independent["owned"]
+    assert summary["owner"]["api_test_accuracy"] < summary["owner"]["test_accuracy"]  # what the wrong answers cost
+    assert {p.name for p in (tmp_path / "d").iterdir()} >= {"serving-key", "key", "owner", "extracted", "independent"}
+
+
 def test_keygen_for_data_and_layer_schemes(tmp_path):
     result = invoke("keygen", "trojan", "--num-classes", 10, "--input-shape", "1,16,16", "--out", tmp_path / "t")
     assert result.exit_code == 2 and "give --data" in result.output
