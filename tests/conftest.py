@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnmark.api import generate_key, train_model
 from nnmark.data import load_dataset
+from nnmark.training import TrainConfig
 
 # Tests run on CI's two cores; more threads than cores only adds contention.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -72,3 +74,22 @@ def independent_models(digits):
     from tests.independent import train_independent_models
 
     return train_independent_models(digits, 24)
+
+
+# A small ADI-marked model, its key and an unmarked control, shared by the verification and serving tests
+QUICK = TrainConfig(epochs=8, batch_size=64, lr=0.05)
+
+
+@pytest.fixture(scope="session")
+def adi_key(digits):
+    return generate_key("adi", num_classes=10, input_shape=digits.input_shape, seed=21, options={"size": 40})
+
+
+@pytest.fixture(scope="session")
+def marked(digits, adi_key):
+    return train_model(digits, QUICK, key=adi_key, embed_options={"per_batch": 16})
+
+
+@pytest.fixture(scope="session")
+def control(digits):
+    return train_model(digits, QUICK)

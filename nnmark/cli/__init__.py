@@ -313,7 +313,11 @@ def verify(
     subset: Optional[int] = typer.Option(None, "--subset", help="Reveal and test only this many key items, chosen "
                                                                 "from the commitment and the suspect's identity."),
     batch_size: int = typer.Option(64, "--batch-size", help="Queries per request to an endpoint."),
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each endpoint answer."),
+    model_version: Optional[str] = typer.Option(None, "--model-version", help="The model's version at --endpoint "
+                                                                              "(default: the server's default)."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds each endpoint answer may take, whole."),
+    deadline: float = typer.Option(300.0, "--deadline", help="Seconds all endpoint requests together may take, "
+                                                             "retries and waits included."),
     retries: int = typer.Option(3, "--retries", help="Retries of a failed request, with exponential backoff."),
     query_budget: Optional[int] = typer.Option(None, "--query-budget", help="Most queries to spend on an endpoint; "
                                                                             "checked against the scheme's need before any query."),
@@ -346,7 +350,8 @@ def verify(
     result = verify_suspect(
         secret, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
         std=std, null=null, alpha=alpha, tests=tests, subset=subset, device=device,
-        http_options={"batch_size": batch_size, "timeout": timeout, "retries": retries, "query_budget": query_budget})
+        http_options={"batch_size": batch_size, "timeout": timeout, "retries": retries, "query_budget": query_budget,
+                      "deadline": deadline, "model_version": model_version})
     verdict, record, suspect = result.verdict, result.record, result.suspect
     described = record["suspect"]
     if report is not None:
@@ -478,49 +483,48 @@ def export(
 
 @command()
 def serve(
-    model: Path = typer.Argument(..., help="Model directory to serve."),
+    model: Path = typer.Argument(..., help="Model directory of ours, or an ONNX file, to serve."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL (default: the directory name)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL (default: the directory "
+                                                                        "or file name)."),
     dawn: Optional[Path] = typer.Option(None, "--dawn", help="A DAWN serving key: answer its keyed share of queries "
                                                              "wrongly (needs --query-log)."),
     query_log: Optional[Path] = typer.Option(None, "--query-log", help="Record every request's images in this "
                                                                        "directory (what `nnmark dawn derive` reads)."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive."),
+    verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
 ) -> None:
-    """Serve a model over the Open Inference Protocol (v2 REST) until interrupted."""
-    from nnmark.models.store import load_model
-    from nnmark.serving import make_server
+    """Serve a model on MLServer over the Open Inference Protocol (v2 REST) until interrupted."""
+    import asyncio
+    import socket
+
+    from nnmark.serving.runtime import load_served, run_server, server_settings
 
     if dawn is not None and query_log is None:
         raise NNMarkError("a DAWN API needs --query-log: its marks can only ever be verified from the log of the "
                           "queries it answered", field="--query-log")
-    loaded = load_model(model)
-    served = loaded.model
-    if dawn is not None:
-        from nnmark.schemes.dawn import DawnAPI
-        from nnmark.schemes.key import load_key
-
-        secret = load_key(dawn)
-        get_scheme_fits(secret, loaded, dawn)
-        served = DawnAPI(loaded.model, secret, keep_log=False)
-    log = None
+    load_served(model, dawn)  # every problem with the model or key is reported here, before a server starts
     if query_log is not None:
         from nnmark.serving.query_log import QueryLog
 
-        log = QueryLog(query_log)
-    name = model_name or model.resolve().name
-    try:
-        server = make_server(served, model_name=name, input_shape=tuple(loaded.spec.input_shape),
-                             num_classes=loaded.spec.num_classes, host=host, port=port, verbose=True, query_log=log)
-    except OSError as exc:
-        raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
-    console.print(f"serving '{name}' at {server.url}/v2/models/{name}/infer (Ctrl-C to stop)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        QueryLog(query_log)
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
+    name = model_name or (model.stem if model.suffix.lower() == ".onnx" else model.resolve().name)
+    if not name or any(c in name for c in " /?#%"):
+        raise NNMarkError("model name must be non-empty and hold no spaces, '/', '?', '#' or '%'",
+                          field="--model-name", got=name)
+    settings, model_settings = server_settings(model, model_name=name, host=host, port=port, dawn_key=dawn,
+                                               query_log=query_log, verbose=verbose)
+    url = f"http://{host}:{port}/v2/models/{name}/infer"
+    if body_timeout <= 0:
+        raise NNMarkError("must be positive", field="--body-timeout", got=body_timeout)
+    asyncio.run(run_server(settings, model_settings, body_timeout=body_timeout,
+                           on_ready=lambda: console.print(f"serving '{name}' at {url} (Ctrl-C to stop)")))
 
 
 def get_scheme_fits(key, loaded, key_path: Path) -> None:

@@ -37,6 +37,7 @@ def export_onnx(model: Classifier, spec: ModelSpec, path: str | Path, *, force: 
             torch.onnx.export(model, (example,), tmp, input_names=["input"], output_names=["logits"],
                               dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
                               external_data=False, verbose=False)
+        _strip_provenance(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
@@ -44,3 +45,25 @@ def export_onnx(model: Classifier, spec: ModelSpec, path: str | Path, *, force: 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return path
+
+
+def _strip_provenance(path: str) -> None:
+    """The exporter writes each node's Python stack trace, FX node and module path into the file;
+    whoever receives the model would read the owner's file-system paths and source layout there."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    graphs = [model.graph, *(function for function in model.functions)]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            graphs.extend(attribute.g for attribute in node.attribute if attribute.HasField("g"))
+            graphs.extend(sub for attribute in node.attribute for sub in attribute.graphs)
+        if hasattr(graph, "doc_string"):
+            graph.doc_string = ""
+        if hasattr(graph, "metadata_props"):
+            del graph.metadata_props[:]
+    model.doc_string = ""
+    onnx.save(model, path)

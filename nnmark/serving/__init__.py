@@ -1,5 +1,5 @@
-"""Serving our models over the Open Inference Protocol (v2 REST), so the black-box verification
-path can be tried end to end on one machine."""
-from nnmark.serving.oip import make_server, serve_model
+"""Serving our models (and ONNX files) over the Open Inference Protocol (v2 REST) on MLServer:
+``nnmark serve`` and :mod:`nnmark.serving.runtime`."""
+from nnmark.serving.runtime import load_served, run_server, server_settings
 
-__all__ = ["make_server", "serve_model"]
+__all__ = ["load_served", "run_server", "server_settings"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnmark.errors import NNMarkError
+from nnmark.errors import NNMarkError, NonFiniteOutput
 from nnmark.models.store import Classifier, ModelSpec, create_model
 
 
@@ -58,7 +58,29 @@ class OnnxSuspect:
                               got=[i.name for i in inputs])
         self.input_name = inputs[0].name
         self.input_shape = inputs[0].shape
+        if inputs[0].type not in ("tensor(float)", "tensor(double)", "tensor(float16)"):
+            raise NNMarkError(f"ONNX model's input '{self.input_name}' is {inputs[0].type}; images are floats",
+                              path=path, expected="tensor(float)")
+        self._input_dtype = {"tensor(double)": np.float64, "tensor(float16)": np.float16}.get(inputs[0].type,
+                                                                                             np.float32)
+        first = self.input_shape[0] if self.input_shape else None
+        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
+        # the logits: the first float output of shape [batch, classes]; some exporters put the labels first
+        outputs = self.session.get_outputs()
+        logits = [o for o in outputs if o.type in ("tensor(float)", "tensor(double)", "tensor(float16)")
+                  and len(o.shape) == 2]
+        if not logits:
+            raise NNMarkError("ONNX model has no float output of shape [batch, classes]", path=path,
+                              got=[f"{o.name}: {o.type} {o.shape}" for o in outputs])
+        self.output_name = logits[0].name
+        classes = logits[0].shape[1]
+        self.num_classes = classes if isinstance(classes, int) and classes > 0 else None
         self._weights: OnnxWeights | None = None
+
+    @property
+    def fixed_input_shape(self) -> tuple[int, ...] | None:
+        rest = self.input_shape[1:]
+        return tuple(rest) if rest and all(isinstance(d, int) and d > 0 for d in rest) else None
 
     @property
     def module(self) -> nn.Module:
@@ -66,22 +88,32 @@ class OnnxSuspect:
             self._weights = OnnxWeights(self.path)
         return self._weights
 
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
+        except Exception as exc:
+            raise NNMarkError(f"ONNX model failed on a batch of shape {list(batch.shape)} "
+                              f"({str(exc).splitlines()[0]})", path=self.path,
+                              expected=f"input shape {self.input_shape}") from None
+
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         outputs = []
-        for start in range(0, len(inputs), self.batch_size):
-            batch = inputs[start:start + self.batch_size].detach().cpu().float().numpy()
-            try:
-                logits = self.session.run(None, {self.input_name: batch})[0]
-            except Exception as exc:
-                raise NNMarkError(f"ONNX model failed on a batch of shape {list(batch.shape)} "
-                                  f"({str(exc).splitlines()[0]})", path=self.path,
-                                  expected=f"input shape {self.input_shape}") from None
-            logits = np.asarray(logits)
+        step = self.fixed_batch or self.batch_size
+        for start in range(0, len(inputs), step):
+            batch = inputs[start:start + step].detach().cpu().float().numpy().astype(self._input_dtype)
+            count = len(batch)
+            if self.fixed_batch and count != self.fixed_batch:  # a graph fixed to batches of B: pad the last one
+                batch = np.concatenate([batch, np.repeat(batch[:1], self.fixed_batch - count, axis=0)])
+            logits = self._run(batch)
             if logits.ndim != 2 or logits.shape[0] != len(batch):
                 raise NNMarkError("ONNX model returned outputs of the wrong shape", path=self.path,
                                   expected=f"({len(batch)}, num_classes)", got=list(logits.shape))
+            logits = logits[:count].astype(np.float32)
+            if not np.isfinite(logits).all():
+                raise NonFiniteOutput(f"ONNX model {self.path} outputs NaN or infinite logits: its answers "
+                                      "cannot be read as labels")
             outputs.append(torch.from_numpy(logits))
-            self.queries += len(batch)
+            self.queries += count
         return torch.cat(outputs).argmax(1)
 
 

@@ -30,7 +30,11 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
         if not model_name:
             raise NNMarkError("an endpoint needs --model-name (the model's name on the server)")
         suspect = HttpSuspect(endpoint, model_name, **(http_options or {}))
-        return suspect, {"kind": "open-inference-protocol endpoint", "endpoint": endpoint, "model_name": model_name}
+        signature = suspect.describe()
+        _check_key_fits(key, suspect.num_classes, suspect.input_shape, f"the endpoint's model {suspect.description}")
+        return suspect, {"kind": "open-inference-protocol endpoint", "endpoint": endpoint, "model_name": model_name,
+                         "model_version": suspect.model_version, "input_name": signature["input_name"],
+                         "server": signature["server"]}
     path = Path(model)
     if path.is_dir():
         if not (path / META_FILE).exists():
@@ -47,7 +51,9 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
     if path.suffix.lower() == ".onnx":
         from nnmark.verification.foreign import OnnxSuspect
 
-        return OnnxSuspect(path), {"kind": "onnx file", **described}
+        suspect = OnnxSuspect(path)
+        _check_key_fits(key, suspect.num_classes, suspect.fixed_input_shape, f"the ONNX model {path}")
+        return suspect, {"kind": "onnx file", "input_name": suspect.input_name, **described}
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         from nnmark.verification.foreign import load_checkpoint
 
@@ -59,3 +65,15 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
     raise NNMarkError("unknown model format", path=path,
                       expected="an nnmark model directory, .onnx, or a PyTorch checkpoint "
                                f"({', '.join(sorted(CHECKPOINT_SUFFIXES))})")
+
+
+def _check_key_fits(key: WatermarkKey, num_classes: int | None, input_shape: tuple[int, ...] | None,
+                    what: str) -> None:
+    """A key for K classes tested against a model with another class count (or input shape)
+    would give a verdict about nothing; where the suspect does not say, nothing can be checked."""
+    if num_classes is not None and num_classes != key.num_classes:
+        raise NNMarkError(f"{what} answers {num_classes} classes; the key is for {key.num_classes}",
+                          expected=f"a model with {key.num_classes} classes")
+    if input_shape is not None and tuple(input_shape) != tuple(key.input_shape):
+        raise NNMarkError(f"{what} takes inputs of shape {list(input_shape)}; the key's are {list(key.input_shape)}",
+                          expected=str(list(key.input_shape)))

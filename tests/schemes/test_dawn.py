@@ -119,7 +119,7 @@ def test_serve_derive_and_verify_from_the_command_line(tmp_path, digits, digits_
     from nnmark.schemes import save_key
     from nnmark.training import TrainConfig, fit
     from nnmark.verification.http import HttpSuspect
-    from tests.verification.test_http import start_cli_server
+    from tests.serving.servers import start_cli_server
 
     save_model(digits_host.model, digits_host.spec, tmp_path / "owner")
     save_key(serving_key, tmp_path / "serving")

@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,44 @@ def test_onnx_round_trip_black_box(tmp_path, marked, control, adi_key):
     assert not verify_model(OnnxSuspect(tmp_path / "control.onnx"), adi_key).owned
     with pytest.raises(NNMarkError, match="already exists"):
         export_onnx(control.model, control.spec, tmp_path / "control.onnx")
+    exported = (tmp_path / "marked.onnx").read_bytes()
+    for leak in (b"stack_trace", b"File \"", str(Path(__file__).parents[2]).encode(), b"site-packages"):
+        assert leak not in exported  # no local paths or source layout travel with the model
+
+
+def foreign_onnx(model, input_shape, path):
+    """An ONNX file as someone else's exporter writes it: the TorchScript exporter, an input named
+    'pixels', the labels as the first output, the batch fixed at 1."""
+    import warnings
+
+    from torch import nn
+
+    class Exported(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels):
+            logits = self.net(pixels)
+            return logits.argmax(1), logits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Exported(model.eval()), (torch.rand(1, *input_shape),), str(path), dynamo=False,
+                          input_names=["pixels"], output_names=["label", "scores"])
+    return path
+
+
+def test_foreign_onnx_fixed_batch_labels_first(tmp_path, marked, control, adi_key):
+    owned = OnnxSuspect(foreign_onnx(marked.model, marked.spec.input_shape, tmp_path / "m.onnx"))
+    assert owned.fixed_batch == 1 and owned.output_name == "scores" and owned.num_classes == 10
+    verdict = verify_model(owned, adi_key)
+    assert verdict.owned and verdict.matches == verify_model(marked.model, adi_key).matches
+    assert not verify_model(OnnxSuspect(foreign_onnx(control.model, control.spec.input_shape,
+                                                     tmp_path / "c.onnx")), adi_key).owned
+    wrong = generate_key("adi", num_classes=5, input_shape=adi_key.input_shape, seed=2, options={"size": 20})
+    with pytest.raises(NNMarkError, match="answers 10 classes; the key is for 5"):
+        open_suspect(wrong, model=tmp_path / "m.onnx")
 
 
 def test_onnx_white_box_reads_initializers(tmp_path):
