@@ -66,7 +66,7 @@ def create_model(spec: ModelSpec, seed: int | None = None) -> Classifier:
             net = factory(num_classes=spec.num_classes, input_shape=tuple(spec.input_shape),
                           **spec.kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise NNMarkError(f"bad arguments for model '{spec.architecture}' ({exc})",
+            raise NNMarkError(f"bad arguments {spec.kwargs} for model '{spec.architecture}' ({exc})",
                               field="kwargs") from None
         return Classifier(net, spec.mean, spec.std)
 
@@ -117,7 +117,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
         state = load_file(str(weights_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as exc:
         raise NNMarkError(f"is not a readable safetensors file ({exc})", path=weights_path) from None
-    model = create_model(spec)
+    try:
+        model = create_model(spec)
+    except NNMarkError as exc:
+        raise NNMarkError(str(exc), path=path / META_FILE) from None
     missing, unexpected = [], []
     own = model.state_dict()
     missing = sorted(set(own) - set(state))

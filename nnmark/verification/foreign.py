@@ -125,6 +125,33 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
+def checkpoint_kind(path: str | Path) -> str:
+    """'torchscript', 'classifier' (a state dict of our Classifier, normalisation included) or
+    'bare' (a bare network's state dict, which carries no normalisation)."""
+    path = Path(path)
+    if is_torchscript(path):
+        return "torchscript"
+    state = _read_state(path)
+    return "classifier" if any(k.startswith("net.") for k in state) else "bare"
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise NNMarkError(f"cannot be read as a weights-only PyTorch checkpoint ({str(exc).splitlines()[0]})",
+                          path=path) from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NNMarkError("checkpoint holds no state dict of tensors", path=path)
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise NNMarkError(f"weights hold NaN or infinite values ({', '.join(broken[:5])})", path=path)
+    return state
+
+
 def load_checkpoint(path: str | Path, spec: ModelSpec) -> nn.Module:
     """A PyTorch checkpoint (a state dict, possibly under a 'state_dict' or 'model' key) of a
     known architecture, or a TorchScript file. A state dict may be of our Classifier (with its
@@ -137,16 +164,7 @@ def load_checkpoint(path: str | Path, spec: ModelSpec) -> nn.Module:
             return torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as exc:
             raise NNMarkError(f"is not a loadable TorchScript file ({str(exc).splitlines()[0]})", path=path) from None
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise NNMarkError(f"cannot be read as a weights-only PyTorch checkpoint ({str(exc).splitlines()[0]})",
-                          path=path) from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise NNMarkError("checkpoint holds no state dict of tensors", path=path)
+    state = _read_state(path)
     model: Classifier = create_model(spec)
     target: nn.Module = model if any(k.startswith("net.") for k in state) else model.net
     try:

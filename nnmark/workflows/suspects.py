@@ -55,13 +55,25 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
         _check_key_fits(key, suspect.num_classes, suspect.fixed_input_shape, f"the ONNX model {path}")
         return suspect, {"kind": "onnx file", "input_name": suspect.input_name, **described}
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        from nnmark.verification.foreign import load_checkpoint
+        from nnmark.verification.foreign import checkpoint_kind, load_checkpoint
 
         channels = key.input_shape[0]
         spec = ModelSpec(architecture, key.num_classes, tuple(key.input_shape),
                          mean or (0.0,) * channels, std or (1.0,) * channels)
+        kind = checkpoint_kind(path)
         module = load_checkpoint(path, spec)
-        return ModuleSuspect(module, str(path), device), {"kind": f"pytorch file ({architecture})", **described}
+        if kind == "torchscript":
+            # the file names its own network: --architecture played no part, so it is not recorded
+            _check_key_fits(key, _answered_classes(module, key, path), None, f"the TorchScript model {path}")
+            return ModuleSuspect(module, str(path), device), {"kind": "torchscript file", **described}
+        described["kind"] = f"pytorch state dict ({architecture})"
+        if kind == "bare" and mean is None and std is None:
+            described["warning"] = (
+                "this is a bare network's state dict, which carries no input normalisation, and none was given: "
+                "it was queried with images in [0, 1] as they are. A network trained on normalised inputs then "
+                "answers nonsense, and 'not owned' says nothing; pass --normalize-like DATASET (or the "
+                "training mean/std)")
+        return ModuleSuspect(module, str(path), device), described
     raise NNMarkError("unknown model format", path=path,
                       expected="an nnmark model directory, .onnx, or a PyTorch checkpoint "
                                f"({', '.join(sorted(CHECKPOINT_SUFFIXES))})")
@@ -77,3 +89,20 @@ def _check_key_fits(key: WatermarkKey, num_classes: int | None, input_shape: tup
     if input_shape is not None and tuple(input_shape) != tuple(key.input_shape):
         raise NNMarkError(f"{what} takes inputs of shape {list(input_shape)}; the key's are {list(key.input_shape)}",
                           expected=str(list(key.input_shape)))
+
+
+def _answered_classes(module, key: WatermarkKey, path: Path) -> int:
+    """How many classes a TorchScript module answers, from one forward pass at the key's input
+    shape (a file of ours records it; a TorchScript file does not)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            logits = module(torch.zeros(2, *key.input_shape))
+    except Exception as exc:  # whatever the scripted code raises
+        raise NNMarkError(f"the TorchScript model cannot take the key's inputs of shape {list(key.input_shape)} "
+                          f"({str(exc).splitlines()[0][:200]})", path=path) from None
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise NNMarkError("the TorchScript model does not answer [batch, classes] logits", path=path,
+                          got=getattr(logits, "shape", type(logits).__name__))
+    return int(logits.shape[1])

@@ -67,6 +67,63 @@ def verify_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoi
                                       architecture=architecture, mean=mean, std=std, device=device,
                                       http_options=http_options)
     tested = key if subset is None else get_scheme(key.scheme).subset(key, subset, suspect_identity(described))
-    verdict = verify_model(suspect, tested, alpha=alpha, null=null, tests=tests)
-    record = evidence_record(verdict, key, described, subset=tested.params.get("subset"))
+    watched = AnswerWatch(suspect)
+    verdict = verify_model(watched, tested, alpha=alpha, null=null, tests=tests)
+    record = evidence_record(verdict, key, {k: v for k, v in described.items() if k != "warning"},
+                             subset=tested.params.get("subset"))
+    for warning in (described.get("warning"), watched.collapse_warning(tested)):
+        if warning and not verdict.owned:
+            record["warnings"].append(warning)
     return VerificationResult(verdict, record, tested, suspect)
+
+
+class AnswerWatch:
+    """Passes queries through to the suspect and keeps its answers, to notice a suspect that sends
+    nearly every input to one class: it is then being fed inputs it was not trained on (another
+    normalisation or scaling), and its 'not owned' would be a confident verdict about nothing."""
+
+    def __init__(self, suspect: Suspect) -> None:
+        self.suspect = suspect
+        self.answers: list = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.suspect, name)
+
+    @property
+    def module(self):
+        return self.suspect.module
+
+    @property
+    def queries(self) -> int:
+        return self.suspect.queries
+
+    @property
+    def description(self) -> str:
+        return self.suspect.description
+
+    def predict(self, inputs):
+        labels = self.suspect.predict(inputs)
+        self.answers.append(labels.detach().cpu())
+        return labels
+
+    def collapse_warning(self, key: WatermarkKey, share: float = 0.9, least: int = 20) -> str | None:
+        import torch
+
+        if not self.answers:
+            return None
+        answers = torch.cat(self.answers)
+        if len(answers) < least:
+            return None
+        counts = torch.bincount(answers.long().clamp(min=0), minlength=key.num_classes)
+        top = int(counts.argmax())
+        top_share = float(counts[top]) / len(answers)
+        expected = key.tensors.get("labels")
+        if expected is not None and len(expected):
+            expected_top = float(torch.bincount(expected.long().flatten()).max()) / expected.numel()
+            if expected_top >= share:
+                return None  # the key itself expects one class (a one-target scheme)
+        if top_share < share:
+            return None
+        return (f"the suspect answered class {top} to {top_share:.0%} of {len(answers)} queries: it is probably "
+                "fed inputs it was not trained on (another normalisation or input scaling), and this 'not "
+                "owned' says nothing about ownership. Check --normalize-like or the endpoint's preprocessing")

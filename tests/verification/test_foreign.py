@@ -84,7 +84,44 @@ def test_pytorch_checkpoints_and_torchscript(tmp_path, marked, adi_key):
                           ("traced.ts", {})):
         suspect, described = open_suspect(adi_key, model=tmp_path / name, **options)
         assert verify_model(suspect, adi_key).matches == expected, name
-        assert len(described["sha256"]) == 64
+        assert len(described["sha256"]) == 64 and "warning" not in described
+    # a TorchScript file names its own network: --architecture is not what it records
+    assert open_suspect(adi_key, model=tmp_path / "traced.ts", architecture="resnet18")[1]["kind"] == "torchscript file"
+    five = generate_key("adi", num_classes=5, input_shape=(1, 16, 16), seed=2, options={"size": 20})
+    with pytest.raises(NNMarkError, match="TorchScript model .* answers 10 classes; the key is for 5"):
+        open_suspect(five, model=tmp_path / "traced.ts")
+
+
+def test_a_bare_state_dict_without_normalisation_is_warned_about(tmp_path, marked, adi_key):
+    """The audit's case: a watermarked network's bare state dict, verified without --normalize-like,
+    answered one class to nearly everything and gave a confident 'not owned'."""
+    from nnmark.workflows.verify import verify_suspect
+
+    torch.save(marked.model.net.state_dict(), tmp_path / "bare.pt")
+    result = verify_suspect(adi_key, model=tmp_path / "bare.pt")
+    assert not result.verdict.owned  # queried without its normalisation, the network answers nonsense
+    assert any("carries no input normalisation" in w for w in result.record["warnings"])
+    right = verify_suspect(adi_key, model=tmp_path / "bare.pt", mean=marked.spec.mean, std=marked.spec.std)
+    assert right.verdict.owned and not any("normalisation" in w for w in right.record["warnings"])
+
+
+def test_a_suspect_answering_one_class_to_everything_is_warned_about(adi_key):
+    from torch import nn
+
+    from nnmark.verification.suspects import ModuleSuspect
+    from nnmark.workflows.verify import AnswerWatch
+
+    class OneClass(nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
+
+    watched = AnswerWatch(ModuleSuspect(OneClass()))
+    verdict = verify_model(watched, adi_key)
+    assert not verdict.owned
+    assert "answered class 3 to 100% of 40 queries" in watched.collapse_warning(adi_key)
+    one_target = type(adi_key)(adi_key.scheme, 10, adi_key.input_shape,
+                               {**adi_key.tensors, "labels": torch.full((40,), 3)}, adi_key.params)
+    assert watched.collapse_warning(one_target) is None  # a key that expects one class is not a warning
 
 
 def test_checkpoint_with_code_is_refused_not_run(tmp_path, adi_key):
