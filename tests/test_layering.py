@@ -41,3 +41,21 @@ def test_lower_layers_do_not_import_upper_ones(layer):
     breaches = {f"{f.relative_to(PACKAGE)} imports nnmark.{p}"
                 for f in files for p in imported_packages(f) & FORBIDDEN[layer]}
     assert not breaches, sorted(breaches)
+
+
+def test_start_up_imports_nothing_heavy():
+    """`nnmark --help` and a verify of a local model start without the libraries they do not use:
+    the commands import them where they are needed (figures in docs/benchmarks.md)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy!r})), "
+             "'scipy.stats' in sys.modules)")
+    heavy = {"torch", "scipy", "onnx", "onnxruntime", "matplotlib", "mlserver", "sklearn", "torchmetrics", "httpx",
+             "tritonclient", "PIL"}
+    cli = subprocess.run([sys.executable, "-c", probe.format(module="nnmark.cli", heavy=heavy)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert cli == ["False"], cli  # nothing heavy at all
+    verify = subprocess.run([sys.executable, "-c", probe.format(module="nnmark.workflows.verify", heavy=heavy)],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert verify == ["torch", "False"], verify

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from nnmark import __version__
 from nnmark.cli.common import (
@@ -23,7 +25,32 @@ from nnmark.errors import NNMarkError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Watermark neural networks and prove ownership of suspect models.")
-keygen_app = typer.Typer(no_args_is_help=True, help="Create a secret watermark key for a scheme.")
+
+
+class _SchemeCommands(TyperGroup):
+    """`nnmark keygen SCHEME`: one command per registered scheme, built when keygen is used, so
+    that `nnmark --help` and the other commands start without importing every scheme (and torch)."""
+
+    _built: click.Group | None = None
+
+    def _schemes(self) -> click.Group:
+        if _SchemeCommands._built is None:
+            from nnmark.schemes.base import SCHEMES
+
+            schemes = typer.Typer()
+            for name in SCHEMES.names():
+                command(schemes, name)(_keygen_command(name, SCHEMES.get(name)))
+            _SchemeCommands._built = typer.main.get_group(schemes)
+        return _SchemeCommands._built
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._schemes().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._schemes().get_command(ctx, name)
+
+
+keygen_app = typer.Typer(cls=_SchemeCommands, no_args_is_help=True, help="Create a secret watermark key for a scheme.")
 app.add_typer(keygen_app, name="keygen")
 
 def command(target: typer.Typer = app, name: str | None = None):
@@ -178,13 +205,6 @@ def _keygen_command(scheme_name: str, scheme_cls):
     command.__signature__ = inspect.Signature(params)
     command.__doc__ = f"Key for the '{scheme_name}' scheme: {scheme_cls.summary}."
     return command
-
-
-def _register_keygen_commands() -> None:
-    from nnmark.schemes.base import SCHEMES
-
-    for name in SCHEMES.names():
-        command(keygen_app, name)(_keygen_command(name, SCHEMES.get(name)))
 
 
 @command()
@@ -772,13 +792,6 @@ def list_components() -> None:
     for name in SCHEMES.names():
         cls = SCHEMES.get(name)
         console.print(f"  {name:<12} {cls.access:<10} {cls.summary}")
-
-
-import nnmark.data  # noqa: E402,F401 - registries fill on import
-import nnmark.models  # noqa: E402,F401
-import nnmark.schemes  # noqa: E402,F401
-
-_register_keygen_commands()
 
 
 def main() -> None:

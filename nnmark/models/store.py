@@ -66,7 +66,7 @@ def create_model(spec: ModelSpec, seed: int | None = None) -> Classifier:
             net = factory(num_classes=spec.num_classes, input_shape=tuple(spec.input_shape),
                           **spec.kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
-            raise NNMarkError(f"bad arguments {spec.kwargs} for model '{spec.architecture}' ({exc})",
+            raise NNMarkError(f"bad arguments for model '{spec.architecture}' ({spec.kwargs}: {exc})",
                               field="kwargs") from None
         return Classifier(net, spec.mean, spec.std)
 
