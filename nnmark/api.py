@@ -22,7 +22,7 @@ from nnmark.training.trainer import TrainConfig, TrainResult, fit
 from nnmark.models.inference import evaluate, predict_logits
 from nnmark.verification.nulls import ControlModel, ControlNull, ControlRecord
 from nnmark.verification.stats import Verdict, binomial_tail, binomial_verdict, clopper_pearson, control_verdict
-from nnmark.verification.suspects import Suspect, as_suspect
+from nnmark.verification.suspects import NamedLayer, Suspect, as_suspect
 
 MODES = ("scratch", "pretrained", "distill")
 
@@ -187,14 +187,16 @@ def _measure(key, controls, names):
 
 def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
                  null: ControlNull | None = None, tests: int = 1, num_classes: int | None = None,
-                 input_shape: tuple[int, int, int] | None = None) -> Verdict:
+                 input_shape: tuple[int, int, int] | None = None, layer: str | None = None) -> Verdict:
     """Test ``suspect`` (a module taking [0, 1] images, or any :class:`Suspect`) against ``key``.
 
     ``null`` is the null measured on control models (:func:`measure_null`), which schemes without
     an exact null require. ``tests`` is the number of tests in the family this one belongs to
     (several keys, suspects or subset sizes): each is then held to ``alpha / tests``. The key is
     checked for internal consistency, and a suspect with a ``query_budget`` for the queries the
-    scheme needs, before any query is sent.
+    scheme needs, before any query is sent. ``layer``: for white-box schemes, the suspect's layer
+    to read the mark from, where it is not under the key's name (a renamed copy); without it a
+    suspect lacking the key's layer is refused, never read at another layer of the same shape.
     """
     if not 0 < alpha < 1:
         raise NNMarkError("must be between 0 and 1", field="alpha", got=alpha)
@@ -205,6 +207,10 @@ def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: floa
         scheme.check_fits(key, num_classes, input_shape, "the suspect model")
     scheme.check_key(key)
     suspect = as_suspect(suspect)
+    if layer is not None:
+        if scheme.access != "white-box":
+            raise NNMarkError(f"scheme '{key.scheme}' reads no layer: --layer does not apply", field="--layer")
+        suspect = NamedLayer(suspect, layer)
     budget = getattr(suspect, "query_budget", None)
     needed = scheme.query_count(key)
     if budget is not None and needed > budget - suspect.queries:

@@ -342,6 +342,8 @@ def verify(
     query_budget: Optional[int] = typer.Option(None, "--query-budget", help="Most queries to spend on an endpoint; "
                                                                             "checked against the scheme's need before any query."),
     device: str = typer.Option("auto", "--device"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="White-box schemes: the suspect's layer holding the "
+                                                              "mark, where it is not under the key's layer name."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write an evidence report (JSON + HTML) here."),
     force: bool = typer.Option(False, "--force", help="Replace REPORT if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the evidence record as JSON."),
@@ -369,7 +371,7 @@ def verify(
         mean, std = dataset.mean, dataset.std
     result = verify_suspect(
         secret, model=model, endpoint=endpoint, model_name=model_name, architecture=architecture, mean=mean,
-        std=std, null=null, alpha=alpha, tests=tests, subset=subset, device=device,
+        std=std, null=null, alpha=alpha, tests=tests, subset=subset, device=device, layer=layer,
         http_options={"batch_size": batch_size, "timeout": timeout, "retries": retries, "query_budget": query_budget,
                       "deadline": deadline, "model_version": model_version})
     verdict, record, suspect = result.verdict, result.record, result.suspect

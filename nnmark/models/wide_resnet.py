@@ -3,8 +3,9 @@
 pre-activation basic blocks with 16k, 32k and 64k channels (the second and third halve the
 resolution), then batch norm, ReLU, global average pooling and one linear layer.
 
-Uchida et al. embed their signature in the second convolution of the second group, which is
-``groups.1.0.conv2.weight`` here (:data:`UCHIDA_LAYER`)."""
+Uchida et al.'s published code embeds the signature in the second convolution of the first
+residual group, whose weight is 64 x 64 x 3 x 3 at k = 4 (M = 3·3·64 = 576, the paper's M):
+``groups.0.0.conv2.weight`` here (:data:`UCHIDA_LAYER`)."""
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from nnmark.errors import NNMarkError
 from nnmark.models.registry import register_model
 
-UCHIDA_LAYER = "groups.1.0.conv2.weight"
+UCHIDA_LAYER = "groups.0.0.conv2.weight"
 
 
 class PreActBlock(nn.Module):

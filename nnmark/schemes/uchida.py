@@ -88,18 +88,29 @@ def choose_layer(model: nn.Module, bits: int) -> str:
     return convs[min(wide, key=lambda i: (abs(i - middle), -i))][0]
 
 
-def find_weight(model: nn.Module, key: WatermarkKey) -> tuple[torch.Tensor, str, str]:
-    """The keyed weight in ``model``: by name, else the only weight of the keyed shape."""
+def find_weight(model: nn.Module, key: WatermarkKey, chosen: str | None = None) -> tuple[torch.Tensor, str, str]:
+    """The keyed weight in ``model``: the layer of the key's name and shape, or the one the verifier
+    names (``chosen``). Nothing else is guessed: a suspect whose layer of that name is missing, or
+    has another shape, is refused, because reading some other layer of the same shape would give
+    a verdict about a weight the signature was never in."""
     shape = tuple(key.params["weight_shape"])
     named = dict(model.named_parameters())
     name = key.params["layer"]
+    if chosen is not None:
+        if chosen not in named or tuple(named[chosen].shape) != shape:
+            found = list(named[chosen].shape) if chosen in named else "no such layer"
+            raise MarkNotFound(f"the suspect's layer '{chosen}' named for the signature is not a weight of the "
+                               f"key's shape {list(shape)}", field="--layer", got=found)
+        return named[chosen], chosen, "named by the verifier"
     if name in named and tuple(named[name].shape) == shape:
         return named[name], name, "name"
-    same_shape = [(n, p) for n, p in named.items() if tuple(p.shape) == shape]
-    if len(same_shape) == 1:
-        return same_shape[0][1], same_shape[0][0], "shape"
-    raise MarkNotFound(f"cannot find the signed layer '{name}' of shape {list(shape)} in the suspect "
-                       f"({len(same_shape)} weights have that shape)", field="layer")
+    same_shape = [n for n, p in named.items() if tuple(p.shape) == shape]
+    has = f"its '{name}' has shape {list(named[name].shape)}" if name in named else f"it has no '{name}'"
+    candidates = (f"; weights of the key's shape: {', '.join(same_shape[:8])}{' ...' if len(same_shape) > 8 else ''}"
+                  if same_shape else "; no weight of the suspect has the key's shape")
+    raise MarkNotFound(f"cannot verify: the signature is in layer '{name}' of shape {list(shape)}, and {has}"
+                       f"{candidates}. If you know which of the suspect's layers is the signed one (a renamed "
+                       "copy), name it (--layer NAME)", field="layer")
 
 
 class SignatureRegulariser(TrainingHook):
@@ -191,7 +202,7 @@ class UchidaSignature(WatermarkScheme):
             raise NNMarkError(f"scheme '{self.name}' reads weights: suspect '{suspect.description}' "
                               "exposes none (give a model file, not an endpoint)")
         projection, bits = self._tensors(key)
-        weight, name, matched_by = find_weight(module, key)
+        weight, name, matched_by = find_weight(module, key, getattr(suspect, "named_layer", None))
         with torch.no_grad():
             values = weight.detach().cpu()
             if not bool(torch.isfinite(values).all()):

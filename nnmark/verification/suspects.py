@@ -68,6 +68,32 @@ class PredictorSuspect:
         return self._predictor.predict(inputs)
 
 
+class NamedLayer:
+    """A suspect whose layer carrying a white-box mark the verifier names (``named_layer``), for a
+    copy whose parameters were renamed; every query and the module pass straight through."""
+
+    def __init__(self, suspect: Suspect, layer: str) -> None:
+        self._suspect, self.named_layer = suspect, layer
+
+    def __getattr__(self, name: str):
+        return getattr(self._suspect, name)
+
+    @property
+    def module(self) -> nn.Module | None:
+        return self._suspect.module
+
+    @property
+    def description(self) -> str:
+        return self._suspect.description
+
+    @property
+    def queries(self) -> int:
+        return self._suspect.queries
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._suspect.predict(inputs)
+
+
 def as_suspect(model: nn.Module | Suspect, description: str = "in-process module") -> Suspect:
     if isinstance(model, nn.Module):
         return ModuleSuspect(model, description)

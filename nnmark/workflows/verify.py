@@ -58,17 +58,18 @@ def verify_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoi
                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                    null: ControlNull | None = None, alpha: float = 1e-6, tests: int = 1,
                    subset: int | None = None, device: str = "auto",
-                   http_options: dict[str, Any] | None = None) -> VerificationResult:
+                   http_options: dict[str, Any] | None = None, layer: str | None = None) -> VerificationResult:
     """Open the suspect (``model``: a directory or file; or ``endpoint`` + ``model_name``), test it
     against ``key`` (or ``subset`` of its items, drawn from the commitment and the suspect's
-    identity), and return the verdict with its evidence record."""
+    identity), and return the verdict with its evidence record. ``layer``: the suspect's layer to
+    read a white-box mark from, where it is not under the key's name."""
     get_scheme(key.scheme).check_key(key)
     suspect, described = open_suspect(key, model=model, endpoint=endpoint, model_name=model_name,
                                       architecture=architecture, mean=mean, std=std, device=device,
                                       http_options=http_options)
     tested = key if subset is None else get_scheme(key.scheme).subset(key, subset, suspect_identity(described))
     watched = AnswerWatch(suspect)
-    verdict = verify_model(watched, tested, alpha=alpha, null=null, tests=tests)
+    verdict = verify_model(watched, tested, alpha=alpha, null=null, tests=tests, layer=layer)
     record = evidence_record(verdict, key, {k: v for k, v in described.items() if k != "warning"},
                              subset=tested.params.get("subset"))
     for warning in (described.get("warning"), watched.collapse_warning(tested)):

@@ -48,12 +48,27 @@ def test_regulariser_alone_writes_the_signature():
     assert verdict.matches == 128 and verdict.owned and verdict.details["layer_matched_by"] == "name"
 
 
-def test_layer_found_by_shape_in_a_foreign_module():
+def test_a_suspect_without_the_keyed_layer_is_refused_unless_the_verifier_names_one():
+    """The audit's case: with the key's layer absent or of another shape, verify used to read some
+    other layer of the same shape and give a verdict about a weight the signature was never in."""
+    from nnmark.errors import MarkNotFound
+
     key = make_key(bits=128)
     model = create_model(SPEC, seed=0)
     foreign = torch.nn.Sequential(model.net.features, model.net.classifier)  # other parameter names
-    verdict = verify_model(foreign, key)
-    assert verdict.details["layer_matched_by"] == "shape"
+    with pytest.raises(MarkNotFound, match="cannot verify: the signature is in layer .* it has no .* name it"):
+        verify_model(foreign, key)
+    wider = create_model(ModelSpec("small-cnn", 10, (1, 16, 16), (0.5,), (0.5,), {"width": 24}), seed=0)
+    with pytest.raises(MarkNotFound, match="has shape"):  # the key's layer name, another shape
+        verify_model(wider, key)
+    renamed = {name: p for name, p in foreign.named_parameters()
+               if tuple(p.shape) == tuple(key.params["weight_shape"])}
+    with pytest.raises(MarkNotFound, match="not a weight of the key's shape"):
+        verify_model(foreign, key, layer="0.0.weight")
+    chosen = next(iter(renamed)) if len(renamed) == 1 else None
+    assert chosen is not None
+    verdict = verify_model(foreign, key, layer=chosen)
+    assert verdict.details["layer_matched_by"] == "named by the verifier"
     weight = dict(model.named_parameters())[key.params["layer"]].detach()
     decoded = (key.tensors["projection"] @ averaged_weight(weight) > 0).float()
     assert verdict.matches == int((decoded == key.tensors["bits"]).sum())
