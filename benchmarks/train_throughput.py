@@ -1,18 +1,22 @@
-"""Training throughput (images/s) of ResNet-18 (Adi et al.'s CIFAR variant) on CIFAR-shaped data
-with a 100-image trigger set mixed in, measured in one run for:
+"""Training throughput (images/s) of small-cnn and ResNet-18 (Adi et al.'s CIFAR variant) on
+CIFAR-shaped data with a 100-image trigger set mixed in, measured in one run for:
 
   (a) the common loop of published watermarking code: a DataLoader with per-sample CPU
       augmentation (random crop with padding 4, horizontal flip), fp32, triggers concatenated;
   (b) nnmark's trainer (``nnmark.training.fit`` with the ``MixInSamples`` hook): data resident on
-      the device, batch augmentation there, bf16 autocast and channels-last on CUDA; with
-      ``--compile`` also torch.compile (CUDA graphs on a GPU);
+      the device, batch augmentation there, channels-last; in fp32 (the CPU default) and with bf16
+      autocast (``TrainConfig(mixed_precision=True)``, ``nnmark train --mixed-precision``; the CUDA
+      default); with ``--compile`` also torch.compile (CUDA graphs on a GPU);
   (c) the bare step the trainer is measured against: one resident batch, no augmentation and no
       mixing, forward, backward and SGD step only, in the trainer's precision and layout.
 
     python3 benchmarks/train_throughput.py [--steps 20] [--batch 100] [--triggers 2] [--device auto] [--compile]
+        [--accuracy-epochs 2]
 
 Uses the real CIFAR-10 when NNMARK_DATA (or --data-dir) holds it, else random CIFAR-shaped data
-(throughput does not depend on pixel values). Prints one table.
+(throughput does not depend on pixel values). With --accuracy-epochs E (and the real data), each
+model is also trained E epochs on 5,000 training images in fp32 and in bf16 and tested on 2,000,
+so the faster precision is shown to keep accuracy. Prints one table per model.
 """
 from __future__ import annotations
 
@@ -80,12 +84,13 @@ def common_loop(model, images, labels, triggers, trigger_labels, batch, per_batc
 
 
 def nnmark_trainer(model, images, labels, triggers, trigger_labels, batch, per_batch, steps, device,
-                   compile_steps=False):
+                   compile_steps=False, bf16=None):
     hook = MixInSamples(triggers, trigger_labels, per_batch=per_batch)
     augmentation = Augmentation(crop_padding=4, horizontal_flip=True)
     n = batch * (steps + 2)
     subset_x, subset_y = images[:n], labels[:n]
-    config = TrainConfig(epochs=1, batch_size=batch, lr=0.1, device=str(device), compile=compile_steps)
+    config = TrainConfig(epochs=1, batch_size=batch, lr=0.1, device=str(device), compile=compile_steps,
+                         mixed_precision=bf16)
     # A compiled step is compiled (and its CUDA graph recorded) on the warm-up run, not the timed one.
     warm_steps = 4 if compile_steps else 2
     fit(model, subset_x[:warm_steps * batch], subset_y[:warm_steps * batch], config, augmentation=augmentation,
@@ -97,7 +102,7 @@ def nnmark_trainer(model, images, labels, triggers, trigger_labels, batch, per_b
 
 def bare_step(model, images, labels, batch, steps, device):
     on_cuda = device.type == "cuda"
-    memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+    memory_format = torch.channels_last  # the trainer's layout on every device
     model.to(device=device, memory_format=memory_format).train()
     x = images[:batch].to(device).contiguous(memory_format=memory_format)
     y = labels[:batch].to(device)
@@ -118,6 +123,17 @@ def bare_step(model, images, labels, batch, steps, device):
     return steps * batch / (time.perf_counter() - started)
 
 
+def accuracy(spec, data, epochs, bf16, device) -> float:
+    """Test accuracy after ``epochs`` on 5,000 training images, on 2,000 test images."""
+    from nnmark.models.inference import predict_logits
+
+    model = create_model(spec, seed=0)
+    config = TrainConfig(epochs=epochs, batch_size=100, lr=0.05, device=str(device), mixed_precision=bf16)
+    fit(model, data.train_x[:5000], data.train_y[:5000], config, augmentation=Augmentation(4, True))
+    logits = predict_logits(model, data.test_x[:2000], 500, device)
+    return float((logits.argmax(1) == data.test_y[:2000]).float().mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
@@ -127,9 +143,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--compile", action="store_true", help="also time the trainer with torch.compile")
+    parser.add_argument("--models", default="small-cnn,resnet18")
+    parser.add_argument("--accuracy-epochs", type=int, default=0,
+                        help="also train each model this many epochs in fp32 and bf16 and test both")
     args = parser.parse_args()
     device = resolve_device(args.device)
     count = args.batch * (args.steps + 4)
+    data = None
     try:
         from nnmark.data import load_dataset
 
@@ -138,25 +158,33 @@ def main() -> None:
     except NNMarkError:  # no dataset here: shapes are all that matter for speed
         images, labels, source = torch.rand(count, 3, 32, 32), torch.randint(0, 10, (count,)), "random CIFAR-shaped"
     triggers, trigger_labels = torch.rand(100, 3, 32, 32), torch.randint(0, 10, (100,))
-    spec = ModelSpec("resnet18", 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
-    a = common_loop(create_model(spec, seed=0), images, labels, triggers, trigger_labels, args.batch,
-                    args.triggers, args.steps, device, args.workers)
-    b = nnmark_trainer(create_model(spec, seed=0), images, labels, triggers, trigger_labels, args.batch,
-                       args.triggers, args.steps, device)
-    compiled = nnmark_trainer(create_model(spec, seed=0), images, labels, triggers, trigger_labels, args.batch,
-                              args.triggers, args.steps, device, compile_steps=True) if args.compile else None
-    bare = bare_step(create_model(spec, seed=0), images, labels, args.batch, args.steps, device)
     name = machine(device)
-    print(f"ResNet-18, {source}, batch {args.batch}+{args.triggers}, {args.steps} timed steps, {name}, torch {torch.__version__}")
-    print(f"{'loop':<44} {'images/s':>10}")
-    print(f"{'common: DataLoader, per-sample CPU aug, fp32':<44} {a:>10.1f}")
-    print(f"{'nnmark trainer':<44} {b:>10.1f}")
-    if compiled is not None:
-        print(f"{'nnmark trainer, compiled':<44} {compiled:>10.1f}")
-    print(f"{'bare step (no augmentation, no mixing)':<44} {bare:>10.1f}")
-    best = max(b, compiled or 0.0)
-    print(f"{'ratio: nnmark trainer / common loop':<44} {best / a:>10.2f}x")
-    print(f"{'ratio: nnmark trainer / bare step':<44} {best / bare:>10.2f}")
+    for architecture in args.models.split(","):
+        spec = ModelSpec(architecture, 10, (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
+        common = (images, labels, triggers, trigger_labels, args.batch, args.triggers, args.steps, device)
+        a = common_loop(create_model(spec, seed=0), *common, args.workers)
+        fp32 = nnmark_trainer(create_model(spec, seed=0), *common, bf16=False)
+        bf16 = nnmark_trainer(create_model(spec, seed=0), *common, bf16=True)
+        compiled = nnmark_trainer(create_model(spec, seed=0), *common, compile_steps=True) if args.compile else None
+        bare = bare_step(create_model(spec, seed=0), images, labels, args.batch, args.steps, device)
+        print(f"{architecture}, {source}, batch {args.batch}+{args.triggers}, {args.steps} timed steps, {name}, "
+              f"torch {torch.__version__}")
+        print(f"{'loop':<48} {'images/s':>10}")
+        print(f"{'common: DataLoader, per-sample CPU aug, fp32':<48} {a:>10.1f}")
+        print(f"{'nnmark trainer, fp32, channels-last':<48} {fp32:>10.1f}")
+        print(f"{'nnmark trainer, bf16 autocast, channels-last':<48} {bf16:>10.1f}")
+        if compiled is not None:
+            print(f"{'nnmark trainer, compiled':<48} {compiled:>10.1f}")
+        print(f"{'bare step (no augmentation, no mixing)':<48} {bare:>10.1f}")
+        print(f"{'ratio: trainer fp32 / common loop':<48} {fp32 / a:>10.2f}x")
+        print(f"{'ratio: trainer bf16 / common loop':<48} {bf16 / a:>10.2f}x")
+        print(f"{'ratio: trainer fp32 / bare step':<48} {fp32 / bare:>10.2f}")
+        if args.accuracy_epochs and data is not None:
+            for label, flag in (("fp32", False), ("bf16", True)):
+                acc = accuracy(spec, data, args.accuracy_epochs, flag, device)
+                print(f"{'test accuracy, ' + label + f', {args.accuracy_epochs} epochs on 5,000 images':<48} "
+                      f"{100 * acc:>9.1f}%")
+        print(flush=True)
 
 
 if __name__ == "__main__":

@@ -68,12 +68,12 @@ class PredictorSuspect:
         return self._predictor.predict(inputs)
 
 
-class NamedLayer:
-    """A suspect whose layer carrying a white-box mark the verifier names (``named_layer``), for a
-    copy whose parameters were renamed; every query and the module pass straight through."""
+class SuspectProxy:
+    """A suspect passed straight through (queries, module, description, count, budget), for
+    wrappers that add one thing to it."""
 
-    def __init__(self, suspect: Suspect, layer: str) -> None:
-        self._suspect, self.named_layer = suspect, layer
+    def __init__(self, suspect: Suspect) -> None:
+        self._suspect = suspect
 
     def __getattr__(self, name: str):
         return getattr(self._suspect, name)
@@ -92,6 +92,15 @@ class NamedLayer:
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         return self._suspect.predict(inputs)
+
+
+class NamedLayer(SuspectProxy):
+    """A suspect whose layer carrying a white-box mark the verifier names (``named_layer``), for a
+    copy whose parameters were renamed."""
+
+    def __init__(self, suspect: Suspect, layer: str) -> None:
+        super().__init__(suspect)
+        self.named_layer = layer
 
 
 def as_suspect(model: nn.Module | Suspect, description: str = "in-process module") -> Suspect:

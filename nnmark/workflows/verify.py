@@ -15,7 +15,7 @@ from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import WatermarkKey
 from nnmark.verification.nulls import ControlNull, load_null
 from nnmark.verification.stats import Verdict
-from nnmark.verification.suspects import Suspect
+from nnmark.verification.suspects import Suspect, SuspectProxy
 from nnmark.workflows.suspects import open_suspect
 
 
@@ -78,32 +78,17 @@ def verify_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoi
     return VerificationResult(verdict, record, tested, suspect)
 
 
-class AnswerWatch:
+class AnswerWatch(SuspectProxy):
     """Passes queries through to the suspect and keeps its answers, to notice a suspect that sends
     nearly every input to one class: it is then being fed inputs it was not trained on (another
     normalisation or scaling), and its 'not owned' would be a confident verdict about nothing."""
 
     def __init__(self, suspect: Suspect) -> None:
-        self.suspect = suspect
+        super().__init__(suspect)
         self.answers: list = []
 
-    def __getattr__(self, name: str):
-        return getattr(self.suspect, name)
-
-    @property
-    def module(self):
-        return self.suspect.module
-
-    @property
-    def queries(self) -> int:
-        return self.suspect.queries
-
-    @property
-    def description(self) -> str:
-        return self.suspect.description
-
     def predict(self, inputs):
-        labels = self.suspect.predict(inputs)
+        labels = self._suspect.predict(inputs)
         self.answers.append(labels.detach().cpu())
         return labels
 

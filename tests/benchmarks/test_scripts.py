@@ -21,6 +21,7 @@ SCRIPTS = {
     "train_throughput.py": ["--steps", "1", "--batch", "16", "--workers", "0"],
     "dawn_thief.py": ["--secrets", "1", "--epochs", "1", "--owner-epochs", "1"],
     "startup.py": ["--runs", "1", "--cases", "help,version"],
+    "demo_time.py": ["--runs", "1", "--epochs", "1"],
 }
 
 

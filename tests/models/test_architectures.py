@@ -26,7 +26,8 @@ def test_wide_resnet_follows_zagoruyko_and_uchida():
     assert sum(p.numel() for p in build(depth=16, widen=8).parameters()) == 10_961_370
     uchida = build()  # N = 1, k = 4
     assert [len(group) for group in uchida.groups] == [1, 1, 1]
-    assert dict(uchida.named_parameters())[UCHIDA_LAYER].shape == (128, 128, 3, 3)
+    signed = dict(uchida.named_parameters())[UCHIDA_LAYER]  # the published code's layer: M = 3·3·64 = 576
+    assert signed.shape == (64, 64, 3, 3) and signed[0].numel() == 576
     assert uchida(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(NNMarkError, match="6N\\+4"):
         build(depth=12)
