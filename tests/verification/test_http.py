@@ -135,10 +135,16 @@ class Misbehaving(BaseHTTPRequestHandler):
                                                       "data": [0.0] * (count * 6)}]}).encode())
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the client hanging up on a fake that misbehaves on purpose is the point, not news
+
+
 @pytest.fixture
 def misbehaving():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", 0), Misbehaving)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
