@@ -33,7 +33,10 @@ from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
 @dataclass
 class EncoderDecoderOptions(OneTargetOptions):
     decoder_size: int = field(default=3, metadata={"help": "Convolutions in the decoder: 1, 2 or 3."})
-    gamma: float = field(default=0.01, metadata={"help": "Margin γ of the content hinge (paper: 0.01, 0.05, 0.1)."})
+    # 0.0025, not the paper's 0.01: our content distance is on another scale, and 0.0025 is where
+    # it gives the paper's damage (PSNR 37.3 dB on digits at decoder size 3; the paper: 36.6 dB)
+    gamma: float = field(default=0.0025, metadata={
+        "help": "Margin γ of the content hinge (paper: 0.01, 0.05, 0.1 on its own scale; ours: docs/encoder-decoder.md)."})
     blocks: int = field(default=4, metadata={"help": "Residual blocks in the encoder."})
     width: int = field(default=16, metadata={"help": "Channels inside each encoder block."})
     epochs: int = field(default=20, metadata={"help": "Epochs of joint training."})
