@@ -741,6 +741,8 @@ def encdec_sweep(
                                 help="classifier (features of a model nnmark trains first), pixel, or a VGG19 weights file."),
     use_cases: bool = typer.Option(True, "--use-cases/--no-use-cases", help="Also measure decode&inject and reject_or_bypass."),
     injection_epochs: int = typer.Option(30, "--injection-epochs", help="Epochs of training w per target label (decode&inject)."),
+    train_fraction: float = typer.Option(1.0, "--train-fraction", help="Train on this share of the training split "
+                                                                       "(the test split is kept whole)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "--out"),
     force: bool = typer.Option(False, "--force"),
@@ -757,7 +759,11 @@ def encdec_sweep(
         gamma_list = [float(v) for v in gammas.split(",")]
     except ValueError:
         raise NNMarkError("must be comma-separated numbers", field="--decoder-sizes/--gammas") from None
+    if not 0 < train_fraction <= 1:
+        raise NNMarkError("must be in (0, 1]", field="--train-fraction", got=train_fraction)
     dataset = load_dataset(data, data_dir)
+    if train_fraction < 1:
+        dataset = dataset.subset(train_fraction, seed=seed)
     log = lambda message: err_console.print(f"[dim]{message}[/]")  # noqa: E731
     with progress_bars() as progress:
         result = encdec_sweep(dataset, sizes=sizes, gammas=gamma_list, epochs=epochs, content=content,

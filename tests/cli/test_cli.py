@@ -75,6 +75,7 @@ def test_refuses_to_overwrite_without_force(workspace):
     (["train", "--watermark", "{key}", "--mode", "sideways", "--out", "{tmp}/x"], "unknown mode 'sideways'"),
     (["keygen", "adi", "--input-shape", "3,32", "--num-classes", "10", "--out", "{tmp}/k"], "field 'input-shape'"),
     (["keygen", "adi", "--out", "{tmp}/k"], "give --num-classes and --input-shape"),
+    (["encdec", "sweep", "--train-fraction", "2", "--out", "{tmp}/s"], "field '--train-fraction'"),
 ])
 def test_bad_input_gets_one_clear_line_and_exit_2(workspace, tmp_path, args, message):
     key5 = tmp_path / "key5"
