@@ -2,10 +2,11 @@
 
 Why MLServer rather than KServe's model server (both speak the Open Inference Protocol, v2 REST):
 MLServer routes versioned models (``/v2/models/{m}/versions/{v}/...``) and reads gzip request
-bodies, where KServe 0.21 answers every versioned route with "not implemented". KServe reads the
-binary tensor extension and MLServer does not, so :class:`BinaryTensorExtension` adds it in front of
-MLServer's app (a small ASGI layer, documented in ``docs/serving.md``); every other part of the
-protocol, and all of HTTP (keep-alive, bodies, chunked uploads, errors), is MLServer's and uvicorn's.
+bodies, where KServe (its repository as of August 2026) answers every versioned route with "not
+implemented". KServe reads the binary tensor extension and MLServer does not, so
+:class:`BinaryTensorExtension` adds it in front of MLServer's app (a small ASGI layer, documented
+in ``docs/serving.md``); every other part of the protocol, and all of HTTP (keep-alive, bodies,
+chunked uploads, errors), is MLServer's and uvicorn's.
 
 The runtime refuses what the protocol says to refuse: an input it does not have, an output it does
 not have, a datatype or shape the model does not take, and it never answers with NaN or infinite
