@@ -93,3 +93,25 @@ def marked(digits, adi_key):
 @pytest.fixture(scope="session")
 def control(digits):
     return train_model(digits, QUICK)
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory, marked, control):
+    """One `nnmark serve` (MLServer) on loopback for the session, serving: `mark` (the ADI-marked
+    model directory), `owner` and `other` (the marked and control models as someone else's ONNX
+    export: input 'pixels', labels first, batch fixed at 1) and `nan` (an ONNX graph answering NaN).
+    Yields the port; at the end, nothing any test sent may have crashed a handler or been echoed."""
+    from nnmark.models import save_model
+    from tests.serving.servers import foreign_onnx, nan_onnx, start_cli_server, stop
+
+    root = tmp_path_factory.mktemp("served")
+    save_model(marked.model, marked.spec, root / "mark")
+    foreign_onnx(marked.model, marked.spec.input_shape, root / "owner.onnx")
+    foreign_onnx(control.model, control.spec.input_shape, root / "other.onnx")
+    nan_onnx(root / "nan.onnx", marked.spec.input_shape)
+    process, port = start_cli_server(*(str(root / name) for name in ("mark", "owner.onnx", "other.onnx", "nan.onnx")),
+                                     "--body-timeout", "1", models=("mark", "owner", "other", "nan"))
+    yield port
+    output = stop(process)
+    assert "Traceback" not in output, output
+    assert "SECRET-TRIGGER" not in output  # request bodies are never echoed into the log

@@ -509,19 +509,20 @@ def export(
 
 @command()
 def serve(
-    model: Path = typer.Argument(..., help="Model directory of ours, or an ONNX file, to serve."),
+    models: list[Path] = typer.Argument(..., help="Model directories of ours, or ONNX files, to serve (each under "
+                                                  "its directory or file name)."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
-    model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL (default: the directory "
-                                                                        "or file name)."),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL of a single model "
+                                                                        "(default: the directory or file name)."),
     dawn: Optional[Path] = typer.Option(None, "--dawn", help="A DAWN serving key: answer its keyed share of queries "
-                                                             "wrongly (needs --query-log)."),
+                                                             "wrongly (one model; needs --query-log)."),
     query_log: Optional[Path] = typer.Option(None, "--query-log", help="Record every request's images in this "
                                                                        "directory (what `nnmark dawn derive` reads)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive."),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
 ) -> None:
-    """Serve a model on MLServer over the Open Inference Protocol (v2 REST) until interrupted."""
+    """Serve models on MLServer over the Open Inference Protocol (v2 REST) until interrupted."""
     import asyncio
     import socket
 
@@ -530,27 +531,35 @@ def serve(
     if dawn is not None and query_log is None:
         raise NNMarkError("a DAWN API needs --query-log: its marks can only ever be verified from the log of the "
                           "queries it answered", field="--query-log")
-    load_served(model, dawn)  # every problem with the model or key is reported here, before a server starts
+    if len(models) > 1 and (model_name is not None or dawn is not None):
+        raise NNMarkError("--model-name and --dawn apply to a single model; several are served under their own "
+                          "names", field="--model-name/--dawn")
+    for model in models:
+        load_served(model, dawn)  # every problem with a model or the key is reported here, before a server starts
     if query_log is not None:
         from nnmark.serving.query_log import QueryLog
 
         QueryLog(query_log)
+    if body_timeout <= 0:
+        raise NNMarkError("must be positive", field="--body-timeout", got=body_timeout)
+    names = [model_name] if model_name else [
+        model.stem if model.suffix.lower() == ".onnx" else model.resolve().name for model in models]
+    for name in names:
+        if not name or any(c in name for c in " /?#%"):
+            raise NNMarkError("model name must be non-empty and hold no spaces, '/', '?', '#' or '%'",
+                              field="--model-name", got=name)
+    if len(set(names)) != len(names):
+        raise NNMarkError("two models would be served under the same name", field="MODELS", got=names)
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
-    name = model_name or (model.stem if model.suffix.lower() == ".onnx" else model.resolve().name)
-    if not name or any(c in name for c in " /?#%"):
-        raise NNMarkError("model name must be non-empty and hold no spaces, '/', '?', '#' or '%'",
-                          field="--model-name", got=name)
-    settings, model_settings = server_settings(model, model_name=name, host=host, port=port, dawn_key=dawn,
+    settings, model_settings = server_settings(list(zip(models, names)), host=host, port=port, dawn_key=dawn,
                                                query_log=query_log, verbose=verbose)
-    url = f"http://{host}:{port}/v2/models/{name}/infer"
-    if body_timeout <= 0:
-        raise NNMarkError("must be positive", field="--body-timeout", got=body_timeout)
+    urls = ", ".join(f"http://{host}:{port}/v2/models/{name}/infer" for name in names)
     asyncio.run(run_server(settings, model_settings, body_timeout=body_timeout,
-                           on_ready=lambda: console.print(f"serving '{name}' at {url} (Ctrl-C to stop)")))
+                           on_ready=lambda: console.print(f"serving at {urls} (Ctrl-C to stop)")))
 
 
 def get_scheme_fits(key, loaded, key_path: Path) -> None:

@@ -252,37 +252,41 @@ def _protocol_errors(send):
     return wrapped
 
 
-def server_settings(uri: str | Path, *, model_name: str, host: str = "127.0.0.1", port: int = 8080,
+def server_settings(models: list[tuple[str | Path, str]], *, host: str = "127.0.0.1", port: int = 8080,
                     grpc_port: int = 0, dawn_key: str | Path | None = None,
                     query_log: str | Path | None = None, verbose: bool = False):
-    """MLServer's server and model settings for serving ``uri`` under ``model_name`` (version 1)."""
+    """MLServer's server settings, and the model settings for serving each ``(uri, name)`` as
+    version 1 of ``name``."""
     from mlserver.settings import ModelParameters, ModelSettings, Settings
 
     settings = Settings(host=host, http_port=port, grpc_port=grpc_port, parallel_workers=0,
                         metrics_endpoint=None, debug=verbose, server_name="nnmark",
                         extensions=["binary_tensor_data"], load_models_at_startup=False,
-                        model_repository_root=str(Path(uri).resolve().parent))
+                        model_repository_root=str(Path(models[0][0]).resolve().parent))
     extra = {key: str(value) for key, value in (("dawn_key", dawn_key), ("query_log", query_log))
              if value is not None}
-    model = ModelSettings(name=model_name, implementation="nnmark.serving.mlserver_runtime.NNMarkRuntime",
-                          versions=["1"], platform="nnmark",
-                          parameters=ModelParameters(uri=str(uri), version="1", extra=extra))
-    return settings, model
+    served = [ModelSettings(name=name, implementation="nnmark.serving.mlserver_runtime.NNMarkRuntime",
+                            versions=["1"], platform="nnmark",
+                            parameters=ModelParameters(uri=str(uri), version="1", extra=extra))
+              for uri, name in models]
+    return settings, served
 
 
-async def run_server(settings, model_settings, on_ready: Callable[[], None] | None = None,
+async def run_server(settings, model_settings: list, on_ready: Callable[[], None] | None = None,
                      body_timeout: float = BODY_TIMEOUT_S, max_body: int = MAX_BODY) -> None:
-    """Run MLServer with the binary tensor layer until it is stopped (SIGINT/SIGTERM)."""
+    """Run MLServer with the binary tensor layer until it is stopped (SIGINT/SIGTERM);
+    ``on_ready`` is called once every model is loaded and the server listens."""
     from mlserver import MLServer
 
     server = MLServer(settings)
     rest = server._rest_server  # MLServer builds its FastAPI app here; we wrap it, we do not replace it
     rest._app = _wrapped(rest._app, max_body, body_timeout)
-    task = asyncio.ensure_future(server.start([model_settings]))
+    task = asyncio.ensure_future(server.start(list(model_settings)))
     if on_ready is not None:
         while not task.done():
             await asyncio.sleep(0.05)
-            if await server._model_registry.get_models() and getattr(rest, "_server", None) is not None \
+            loaded = list(await server._model_registry.get_models())
+            if len(loaded) >= len(model_settings) and getattr(rest, "_server", None) is not None \
                     and rest._server.started:
                 on_ready()
                 break

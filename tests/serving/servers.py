@@ -15,16 +15,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_cli_server(*args: str) -> tuple[subprocess.Popen, int]:
-    """`nnmark serve ARGS --port P` in a subprocess, once its model answers ready on loopback."""
+def start_cli_server(*args: str, models: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
+    """`nnmark serve ARGS --port P` in a subprocess, once the server (and each of ``models``)
+    answers ready on loopback."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "nnmark", "serve", *args, "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 90
+    routes = [f"/v2/models/{name}/ready" for name in models] or ["/v2/health/ready"]
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1)
+            for route in routes:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{route}", timeout=1)
             return process, port
         except OSError:
             if time.time() > deadline or process.poll() is not None:
@@ -43,3 +46,47 @@ def stop(process: subprocess.Popen) -> str:
         process.kill()
         output, _ = process.communicate()
     return output.decode(errors="replace")
+
+
+def foreign_onnx(model, input_shape, path):
+    """An ONNX file as someone else's exporter writes it: the TorchScript exporter, an input named
+    'pixels', the labels as the first output, the batch fixed at 1."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    class Exported(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels):
+            logits = self.net(pixels)
+            return logits.argmax(1), logits
+
+    # the wrapper in eval mode too: the exporter restores the mode it found, recursively, and a
+    # fresh wrapper is in training mode, which would leave the caller's model training
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Exported(model).eval(), (torch.rand(1, *input_shape),), str(path), dynamo=False,
+                          input_names=["pixels"], output_names=["label", "scores"])
+    return path
+
+
+def nan_onnx(path, input_shape):
+    """A graph whose every answer is 0/0: NaN logits, as a model with broken weights gives."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    features = int(np.prod(input_shape))
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["pixels"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["zero"]),
+         helper.make_node("Div", ["zero", "zero"], ["logits"])],
+        "nan", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", *input_shape])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [features, 10], [0.0] * (features * 10))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path

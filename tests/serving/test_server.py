@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from nnmark.models import save_model
-from tests.serving.servers import start_cli_server, stop
+from tests.serving.servers import nan_onnx
 
 tritonclient_http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
@@ -18,15 +17,9 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, marked):
-    directory = tmp_path_factory.mktemp("served") / "mark"
-    save_model(marked.model, marked.spec, directory)
-    process, port = start_cli_server(str(directory), "--body-timeout", "1")
-    yield port
-    output = stop(process)
-    assert "Traceback" not in output, output  # nothing a client sent crashed a handler
-    assert "SECRET-TRIGGER" not in output  # request bodies are never echoed into the log
+@pytest.fixture
+def server(model_server):
+    return model_server  # the session's shared `nnmark serve` (tests/conftest.py)
 
 
 @pytest.fixture
@@ -150,64 +143,36 @@ def test_hostile_http_gets_answers_not_crashes(server, images):
     assert broken_binary.startswith(b"HTTP/1.1 400") and b'"error"' in broken_binary
 
 
-def nan_onnx(path, input_shape):
-    """A graph whose every answer is 0/0: NaN logits, as a model with broken weights gives."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    features = int(np.prod(input_shape))
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["pixels"], ["flat"]),
-         helper.make_node("MatMul", ["flat", "w"], ["zero"]),
-         helper.make_node("Div", ["zero", "zero"], ["logits"])],
-        "nan", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", *input_shape])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
-        [helper.make_tensor("w", TensorProto.FLOAT, [features, 10], [0.0] * (features * 10))])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
-def test_nan_outputs_are_refused_by_the_server_and_by_the_client(tmp_path, marked, images, adi_key):
+def test_nan_outputs_are_refused_by_the_server_and_by_the_client(tmp_path, server, marked, images, adi_key):
     from nnmark.api import verify_model
     from nnmark.errors import NonFiniteOutput
     from nnmark.verification.foreign import OnnxSuspect
     from nnmark.verification.http import HttpSuspect
 
-    path = nan_onnx(tmp_path / "nan.onnx", marked.spec.input_shape)
     with pytest.raises(NonFiniteOutput, match="NaN"):
-        verify_model(OnnxSuspect(path), adi_key)
-    process, port = start_cli_server(str(path))
-    try:
-        client = tritonclient_http.InferenceServerClient(f"127.0.0.1:{port}")
-        tensor = tritonclient_http.InferInput("pixels", list(images.shape), "FP32")
-        tensor.set_data_from_numpy(images)
-        with pytest.raises(InferenceServerException, match="NaN or infinite outputs"):
-            client.infer("nan", [tensor])
-        with pytest.raises(Exception, match="NaN or infinite outputs"):
-            verify_model(HttpSuspect(f"http://127.0.0.1:{port}", "nan", retries=0), adi_key)
-    finally:
-        assert "Traceback" not in stop(process)
+        verify_model(OnnxSuspect(nan_onnx(tmp_path / "nan.onnx", marked.spec.input_shape)), adi_key)
+    client = tritonclient_http.InferenceServerClient(f"127.0.0.1:{server}")
+    tensor = tritonclient_http.InferInput("pixels", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    with pytest.raises(InferenceServerException, match="NaN or infinite outputs"):
+        client.infer("nan", [tensor])
+    with pytest.raises(Exception, match="NaN or infinite outputs"):
+        verify_model(HttpSuspect(f"http://127.0.0.1:{server}", "nan", retries=0), adi_key)
 
 
-def test_verify_a_foreign_onnx_model_through_the_real_server(tmp_path, marked, control, adi_key):
+def test_verify_a_foreign_onnx_model_through_the_real_server(tmp_path, server, adi_key):
     """Someone else's export (input 'pixels', labels first, batch fixed at 1) served by `nnmark
     serve`, verified by `nnmark verify --endpoint`: the client learns the input from the metadata."""
     from typer.testing import CliRunner
 
     from nnmark.cli import app
     from nnmark.schemes import save_key
-    from tests.verification.test_foreign import foreign_onnx
 
     save_key(adi_key, tmp_path / "key")
     records = {}
-    for name, trained in (("owner", marked), ("other", control)):
-        path = foreign_onnx(trained.model, trained.spec.input_shape, tmp_path / f"{name}.onnx")
-        process, port = start_cli_server(str(path))
-        try:
-            result = CliRunner().invoke(app, ["verify", "--endpoint", f"http://127.0.0.1:{port}", "--model-name", name,
-                                              "--model-version", "1", "--key", str(tmp_path / "key"), "--json"])
-        finally:
-            stop(process)
+    for name in ("owner", "other"):
+        result = CliRunner().invoke(app, ["verify", "--endpoint", f"http://127.0.0.1:{server}", "--model-name", name,
+                                          "--model-version", "1", "--key", str(tmp_path / "key"), "--json"])
         assert result.exit_code == 0, result.output
         records[name] = json.loads(result.output)
     assert records["owner"]["owned"] and not records["other"]["owned"]

@@ -11,6 +11,8 @@ from nnmark.models.export import export_onnx
 from nnmark.verification.foreign import OnnxSuspect
 from nnmark.workflows.suspects import open_suspect
 
+from tests.serving.servers import foreign_onnx
+
 from ..schemes.fakes import sign_with_regulariser
 
 
@@ -27,29 +29,6 @@ def test_onnx_round_trip_black_box(tmp_path, marked, control, adi_key):
     exported = (tmp_path / "marked.onnx").read_bytes()
     for leak in (b"stack_trace", b"File \"", str(Path(__file__).parents[2]).encode(), b"site-packages"):
         assert leak not in exported  # no local paths or source layout travel with the model
-
-
-def foreign_onnx(model, input_shape, path):
-    """An ONNX file as someone else's exporter writes it: the TorchScript exporter, an input named
-    'pixels', the labels as the first output, the batch fixed at 1."""
-    import warnings
-
-    from torch import nn
-
-    class Exported(nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, pixels):
-            logits = self.net(pixels)
-            return logits.argmax(1), logits
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Exported(model.eval()), (torch.rand(1, *input_shape),), str(path), dynamo=False,
-                          input_names=["pixels"], output_names=["label", "scores"])
-    return path
 
 
 def test_foreign_onnx_fixed_batch_labels_first(tmp_path, marked, control, adi_key):

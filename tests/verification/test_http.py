@@ -15,16 +15,12 @@ from nnmark.errors import NNMarkError
 from nnmark.models import save_model
 from nnmark.schemes import save_key
 from nnmark.verification.http import HttpSuspect
-from tests.serving.servers import free_port, start_cli_server, stop
+from tests.serving.servers import free_port
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, marked):
-    directory = tmp_path_factory.mktemp("http") / "mark"
-    save_model(marked.model, marked.spec, directory)
-    process, port = start_cli_server(str(directory))
-    yield f"http://127.0.0.1:{port}"
-    stop(process)
+@pytest.fixture
+def served(model_server):
+    return f"http://127.0.0.1:{model_server}"  # the session's shared `nnmark serve` (tests/conftest.py)
 
 
 @pytest.mark.slow
@@ -224,3 +220,7 @@ def test_serve_refuses_a_busy_port_and_a_bad_name(tmp_path, marked):
     assert result.exit_code == 2 and "cannot listen" in result.output
     result = CliRunner().invoke(app, ["serve", str(tmp_path / "mark"), "--model-name", "a b"])
     assert result.exit_code == 2 and "model name" in result.output
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "mark"), str(tmp_path / "mark"), "--model-name", "m"])
+    assert result.exit_code == 2 and "single model" in result.output
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "mark"), str(tmp_path / "mark")])
+    assert result.exit_code == 2 and "same name" in result.output
