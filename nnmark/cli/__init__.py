@@ -748,6 +748,12 @@ def encdec_sweep(
     epochs: int = typer.Option(20, "--epochs", help="Epochs of joint training per setting."),
     content: str = typer.Option("classifier", "--content",
                                 help="classifier (features of a model nnmark trains first), pixel, or a VGG19 weights file."),
+    content_scale: str = typer.Option("mean", "--content-scale",
+                                      help="mean (over channels and positions, nnmark's) or paper (summed over "
+                                           "channels, mean over positions: the paper's equation 4)."),
+    decoder_style: str = typer.Option("pooled", "--decoder-style",
+                                      help="pooled (nnmark's: no batch norm, global-mean head) or dcgan (the paper's "
+                                           "DCGAN discriminator)."),
     use_cases: bool = typer.Option(True, "--use-cases/--no-use-cases", help="Also measure decode&inject and reject_or_bypass."),
     injection_epochs: int = typer.Option(30, "--injection-epochs", help="Epochs of training w per target label (decode&inject)."),
     train_fraction: float = typer.Option(1.0, "--train-fraction", help="Train on this share of the training split "
@@ -776,7 +782,7 @@ def encdec_sweep(
     log = lambda message: err_console.print(f"[dim]{message}[/]")  # noqa: E731
     with progress_bars() as progress:
         result = encdec_sweep(dataset, sizes=sizes, gammas=gamma_list, epochs=epochs, content=content,
-                              measure_use_cases=use_cases, injection_epochs=injection_epochs, seed=seed,
+                              content_scale=content_scale, decoder_style=decoder_style, measure_use_cases=use_cases, injection_epochs=injection_epochs, seed=seed,
                               progress=progress, log=log)
     sweep, table = result.sweep, result.table
     best = sweep["grid_setting"]

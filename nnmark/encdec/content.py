@@ -10,7 +10,15 @@ max-pool). VGG19 weights cannot be downloaded here, so:
   knows these images;
 * ``PixelContent()`` — plain mean squared error, for when no network is at hand.
 
-Each returns the mean over layers of the mean squared feature difference, and names itself.
+Each names itself and measures at one of two scales:
+
+* ``"mean"`` (nnmark's default): the squared difference averaged over every channel and position
+  of each map, then averaged over the maps;
+* ``"paper"``: the paper's equation 4, which is SRGAN's VGG loss (Ledig et al. 2017): the squared
+  difference summed over channels and divided by the map's W·H only. The paper names maps
+  φ_{s,t} "after the t-th convolution, before the s-th max-pooling" without saying which it
+  uses; we take the map entering each pooling stage, as at the other scale, and sum them. A γ on
+  this scale is roughly (channels x maps) times tighter than the same γ on ours.
 """
 from __future__ import annotations
 
@@ -23,16 +31,30 @@ from torch import nn
 from nnmark.errors import NNMarkError
 
 
+CONTENT_SCALES = ("mean", "paper")
+
+
 class ContentLoss(nn.Module):
     name = "content"
+    scale = "mean"
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
+
+    def at_scale(self, scale: str) -> "ContentLoss":
+        if scale not in CONTENT_SCALES:
+            raise NNMarkError(f"unknown content scale '{scale}'", field="content_scale", expected=", ".join(CONTENT_SCALES))
+        self.scale = scale
+        if scale == "paper":
+            self.name = f"{self.name}; paper scale (summed over channels, mean over positions, summed over maps)"
+        return self
 
     def forward(self, original: torch.Tensor, marked: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             targets = self.features(original)
         outputs = self.features(marked)
+        if self.scale == "paper":
+            return torch.stack([(a - b).pow(2).sum(1).mean() for a, b in zip(outputs, targets)]).sum()
         return torch.stack([(a - b).pow(2).mean() for a, b in zip(outputs, targets)]).mean()
 
 

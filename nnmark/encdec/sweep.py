@@ -20,7 +20,8 @@ from nnmark.models.inference import evaluate
 
 
 def run_sweep(data: Dataset, content: ContentLoss, *, sizes=(1, 2, 3), gammas=(0.01, 0.05, 0.1),
-              epochs: int = 20, seed: int = 0, progress=None, log=None) -> dict[str, Any]:
+              epochs: int = 20, seed: int = 0, decoder_style: str = "pooled", progress=None,
+              log=None) -> dict[str, Any]:
     log = log or (lambda message: None)
     train_x, test_x = data.train_x, data.test_x
     columns: list[dict[str, Any]] = []
@@ -41,7 +42,8 @@ def run_sweep(data: Dataset, content: ContentLoss, *, sizes=(1, 2, 3), gammas=(0
             log(f"encoder/decoder: decoder size {size}, gamma {gamma:g}")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                encoder, decoder = Encoder(data.input_shape[0]), Decoder(data.input_shape[0], size)
+                encoder = Encoder(data.input_shape[0])
+                decoder = Decoder(data.input_shape[0], size, style=decoder_style, image_size=tuple(data.input_shape[1:]))
             result = train_jointly(encoder, decoder, train_x, content, JointConfig(epochs=epochs, gamma=gamma, seed=seed),
                                    progress=progress)
             with torch.no_grad():
@@ -50,7 +52,8 @@ def run_sweep(data: Dataset, content: ContentLoss, *, sizes=(1, 2, 3), gammas=(0
                                 **decoding_success(lambda x: decoder(x) > 0, test_x, marked),
                                 **image_damage(marked, test_x), "train_seconds": round(result.seconds, 1)})
             networks[(size, gamma)] = (encoder, decoder)
-    return {"dataset": data.name, "content_loss": content.name, "epochs": epochs, "columns": columns,
+    return {"dataset": data.name, "content_loss": content.name, "content_scale": content.scale,
+            "decoder_style": decoder_style, "epochs": epochs, "columns": columns,
             "protocol": f"trained on {len(train_x)} samples, measured on the other {len(test_x)}, each marked and unmarked"}, networks
 
 

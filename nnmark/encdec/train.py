@@ -38,7 +38,13 @@ class JointResult:
 
 
 def decoder_loss(decoder: Decoder, original: torch.Tensor, marked: torch.Tensor) -> torch.Tensor:
-    unmarked_logits, marked_logits = decoder(original), decoder(marked)
+    if decoder.batch_dependent and decoder.training:
+        # One batch of both kinds: batches of one kind each would let batch normalisation's
+        # statistics tell them apart, which the implanted decoder (one image, running statistics)
+        # could never do.
+        unmarked_logits, marked_logits = decoder(torch.cat([original, marked])).chunk(2)
+    else:
+        unmarked_logits, marked_logits = decoder(original), decoder(marked)
     return (F.binary_cross_entropy_with_logits(unmarked_logits, torch.zeros_like(unmarked_logits))
             + F.binary_cross_entropy_with_logits(marked_logits, torch.ones_like(marked_logits)))
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnmark.errors import NNMarkError
-from nnmark.models.fatty_skinny import Decoder
+from nnmark.models.fatty_skinny import DECODER_STYLES, Decoder
 from nnmark.models.registry import MODELS, register_model
 from nnmark.models.store import Classifier, ModelSpec, create_model
 
@@ -57,7 +57,7 @@ class DecodeInjectNet(nn.Module):
 @register_model("decode-inject")
 def decode_inject(num_classes: int, input_shape: tuple[int, int, int], host_architecture: str = "small-cnn",
                   host_kwargs: dict | None = None, decoder_size: int = 3, decoder_width: int = 8,
-                  layer: str = "features.12", feature_shape: tuple[int, ...] | None = None,
+                  decoder_style: str = "pooled", layer: str = "features.12", feature_shape: tuple[int, ...] | None = None,
                   mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> nn.Module:
     """Rebuilds an implanted model from its stored description (weights come from the file)."""
     if host_architecture == "decode-inject" or host_architecture not in MODELS:
@@ -65,7 +65,11 @@ def decode_inject(num_classes: int, input_shape: tuple[int, int, int], host_arch
     host = MODELS.get(host_architecture)(num_classes=num_classes, input_shape=input_shape, **(host_kwargs or {}))
     if feature_shape is None:  # not stored: read it off the host at this input size
         feature_shape = _output_shape(host, layer, input_shape)
-    return DecodeInjectNet(host, Decoder(input_shape[0], decoder_size, decoder_width), layer,
+    if decoder_style not in DECODER_STYLES:
+        raise NNMarkError(f"unknown decoder style '{decoder_style}'", field="decoder_style",
+                          expected=", ".join(DECODER_STYLES))
+    decoder = Decoder(input_shape[0], decoder_size, decoder_width, decoder_style, tuple(input_shape[1:]))
+    return DecodeInjectNet(host, decoder, layer,
                            tuple(feature_shape), tuple(mean), tuple(std))
 
 
@@ -97,7 +101,8 @@ def implant(host: Classifier, host_spec: ModelSpec, decoder: Decoder, layer: str
     width = decoder.features[0].out_channels
     spec = ModelSpec("decode-inject", host_spec.num_classes, tuple(host_spec.input_shape), host_spec.mean,
                      host_spec.std, {"host_architecture": host_spec.architecture, "host_kwargs": host_spec.kwargs,
-                                     "decoder_size": size, "decoder_width": width, "layer": layer,
+                                     "decoder_size": size, "decoder_width": width, "decoder_style": decoder.style,
+                                     "layer": layer,
                                      "feature_shape": list(shape), "mean": list(host_spec.mean),
                                      "std": list(host_spec.std)})
     implanted = create_model(spec)

@@ -10,7 +10,15 @@ C = 1 for grey digits, a C-channel block would have 18 weights — and the softm
 by H·W so that a uniform map leaves x unchanged.
 
 Decoder: a DCGAN discriminator shrunk to ``size`` (1–3) stride-2 4x4 convolutions with leaky
-ReLU, then one logit: marked or not.
+ReLU, then one logit: marked or not. Two styles:
+
+* ``"dcgan"``, the paper's: DCGAN's discriminator as Radford et al. (2016) give it — 64, 128, 256
+  channels, batch normalisation after every convolution but the first, and a final convolution
+  over the whole remaining map (DCGAN's 4x4 one on 32x32 images with three strides) as the head.
+  It is built for one image size.
+* ``"pooled"``, nnmark's default: 8, 16, 32 channels, no batch normalisation (so it reads each
+  image alone, the same in training as once implanted), and a global mean with one linear unit
+  as the head (so one decoder reads any image size).
 """
 from __future__ import annotations
 
@@ -59,22 +67,51 @@ class Encoder(nn.Module):
         return refined.clamp(0, 1)
 
 
+DECODER_STYLES = ("pooled", "dcgan")
+
+
 class Decoder(nn.Module):
-    def __init__(self, channels: int, size: int = 3, width: int = 8) -> None:
+    def __init__(self, channels: int, size: int = 3, width: int | None = None, style: str = "pooled",
+                 image_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         if size not in (1, 2, 3):
             raise ValueError("decoder size must be 1, 2 or 3 convolutions")
+        if style not in DECODER_STYLES:
+            raise ValueError(f"decoder style must be one of {', '.join(DECODER_STYLES)}")
+        self.style = style
+        width = width or (64 if style == "dcgan" else 8)
         layers, in_channels = [], channels
         for index in range(size):
             out_channels = width * 2 ** index
-            layers += [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=style != "dcgan" or index == 0))
+            if style == "dcgan" and index > 0:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.LeakyReLU(0.2))
             in_channels = out_channels
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(in_channels, 1)
+        if style == "dcgan":
+            if image_size is None:
+                raise ValueError("a DCGAN decoder is built for one image size: give image_size")
+            remaining = tuple(side // 2 ** size for side in image_size)
+            if min(remaining) < 1:
+                raise ValueError(f"images of {image_size} are too small for {size} stride-2 convolutions")
+            self.image_size = tuple(image_size)
+            self.head: nn.Module = nn.Conv2d(in_channels, 1, remaining, bias=False)
+        else:
+            self.image_size = None
+            self.head = nn.Linear(in_channels, 1)
+
+    @property
+    def batch_dependent(self) -> bool:
+        """True when training mode normalises over the batch (what the decoder sees together matters)."""
+        return any(isinstance(m, nn.BatchNorm2d) for m in self.features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One logit per image: > 0 means 'marked'."""
-        return self.head(self.features(x).mean(dim=(2, 3))).squeeze(1)
+        features = self.features(x)
+        if self.style == "dcgan":
+            return self.head(features).flatten(1).mean(1)
+        return self.head(features.mean(dim=(2, 3))).squeeze(1)
 
 
 def parameter_count(module: nn.Module) -> int:

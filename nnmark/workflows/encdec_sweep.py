@@ -11,6 +11,7 @@ from nnmark.data.base import Dataset
 from nnmark.encdec.content import ClassifierContent, PixelContent, VGG19Content
 from nnmark.encdec.sweep import paper_table, run_sweep, use_cases
 from nnmark.errors import NNMarkError
+from nnmark.models.fatty_skinny import DECODER_STYLES
 from nnmark.training.presets import preset
 
 
@@ -22,21 +23,27 @@ class SweepResult:
 
 
 def encdec_sweep(dataset: Dataset, *, sizes: list[int], gammas: list[float], epochs: int = 20,
-                 content: str = "classifier", measure_use_cases: bool = True, injection_epochs: int = 30,
+                 content: str = "classifier", content_scale: str = "mean", decoder_style: str = "pooled",
+                 measure_use_cases: bool = True, injection_epochs: int = 30,
                  seed: int = 0, progress=None, log=None) -> SweepResult:
     """``content``: "classifier" (features of a small-cnn trained here, the "small-data" preset),
-    "pixel", or the path of a VGG19 weights file. ``injection_epochs``: epochs of training w for
+    "pixel", or the path of a VGG19 weights file; ``content_scale``: "mean" (ours) or "paper"
+    (:mod:`nnmark.encdec.content`); ``decoder_style``: "pooled" (ours) or "dcgan" (the paper's,
+    :class:`~nnmark.models.fatty_skinny.Decoder`). ``injection_epochs``: epochs of training w for
     each target label in the decode&inject use case."""
     if any(size not in (1, 2, 3) for size in sizes):
         raise NNMarkError("decoder sizes are 1, 2 or 3", field="--decoder-sizes", got=sizes)
+    if decoder_style not in DECODER_STYLES:
+        raise NNMarkError(f"unknown decoder style '{decoder_style}'", field="--decoder-style",
+                          expected=", ".join(DECODER_STYLES))
     if not sizes or not gammas:
         raise NNMarkError("give at least one decoder size and one gamma", field="--decoder-sizes/--gammas")
     host = train_model(dataset, preset("small-data", seed=seed), progress=progress, description="host / content network")
     loss = (PixelContent() if content == "pixel" else
             ClassifierContent(host.model, "the host small-cnn nnmark trained on the same data")
-            if content == "classifier" else VGG19Content(content))
+            if content == "classifier" else VGG19Content(content)).at_scale(content_scale)
     sweep, networks = run_sweep(dataset, loss, sizes=sizes, gammas=gammas, epochs=epochs, seed=seed,
-                                progress=progress, log=log)
+                                decoder_style=decoder_style, progress=progress, log=log)
     ours = [c for c in sweep["columns"] if c["method"] == "ours"]
     # The grid shows the least visible setting that still decodes (>= 95% both ways), else the best decoder.
     best = max(ours, key=lambda c: (c["decoding_success"] >= 0.95,

@@ -32,6 +32,71 @@ def test_decoder_is_tiny_and_sized(size):
         Decoder(1, 4)
 
 
+@pytest.mark.parametrize("size, image", [(1, (32, 32)), (3, (32, 32)), (3, (16, 16))])
+def test_dcgan_decoder_is_radford_et_al_s_discriminator(size, image):
+    decoder = Decoder(3, size, style="dcgan", image_size=image)
+    convs = [m for m in decoder.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256][:size]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    # batch norm after every convolution but the first; the head is one convolution over what remains
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in decoder.features) == size - 1
+    assert decoder.head.kernel_size == tuple(side // 2 ** size for side in image)
+    assert decoder.batch_dependent == (size > 1)
+    assert decoder.eval()(torch.rand(5, 3, *image)).shape == (5,)
+    with pytest.raises(ValueError, match="image_size"):
+        Decoder(3, size, style="dcgan")
+    with pytest.raises(ValueError, match="style"):
+        Decoder(3, size, style="resnet")
+
+
+def test_a_batch_normalised_decoder_sees_both_kinds_in_one_batch():
+    from nnmark.encdec.train import decoder_loss
+
+    seen = []
+    decoder = Decoder(1, 2, style="dcgan", image_size=(16, 16)).train()
+    decoder.register_forward_pre_hook(lambda _m, inputs: seen.append(len(inputs[0])))
+    decoder_loss(decoder, torch.zeros(4, 1, 16, 16), torch.ones(4, 1, 16, 16))
+    assert seen == [8]  # one batch: its statistics cannot tell marked from unmarked
+    seen.clear()
+    pooled = Decoder(1, 2).train()
+    pooled.register_forward_pre_hook(lambda _m, inputs: seen.append(len(inputs[0])))
+    decoder_loss(pooled, torch.zeros(4, 1, 16, 16), torch.ones(4, 1, 16, 16))
+    assert seen == [4, 4]  # no batch statistics: each kind is read alone
+
+
+def test_paper_scale_sums_channels_and_divides_by_positions_only():
+    x = torch.rand(4, 1, 16, 16)
+    model = create_model(ModelSpec("small-cnn", 10, (1, 16, 16), (0.3,), (0.3,)), seed=0)
+    moved = (x + 0.1).clamp(0, 1)
+    ours, paper = ClassifierContent(model), ClassifierContent(model).at_scale("paper")
+    maps = [(a - b).pow(2) for a, b in zip(ours.features(moved), ours.features(x))]
+    assert ours(x, moved).item() == pytest.approx(torch.stack([m.mean() for m in maps]).mean().item(), rel=1e-5)
+    assert paper(x, moved).item() == pytest.approx(sum(m.sum() / (m.shape[0] * m.shape[2] * m.shape[3]) for m in maps).item(),
+                                                   rel=1e-5)
+    assert paper(x, moved).item() > 10 * ours(x, moved).item()  # many channels: the paper's γ is far tighter
+    assert "paper scale" in paper.name and paper.scale == "paper"
+    with pytest.raises(NNMarkError, match="content scale"):
+        PixelContent().at_scale("median")
+
+
+def test_an_implanted_dcgan_decoder_is_rebuilt_from_its_spec(tmp_path):
+    from nnmark.models.decode_inject import implant
+    from nnmark.models.store import load_model, save_model
+
+    spec = ModelSpec("small-cnn", 10, (1, 16, 16), (0.3,), (0.3,))
+    host = create_model(spec, seed=0)
+    decoder = Decoder(1, 3, style="dcgan", image_size=(16, 16))
+    with torch.no_grad():  # running statistics that are not the defaults, so a lost buffer would show
+        decoder.train()(torch.rand(16, 1, 16, 16))
+    decoder.eval()
+    implanted, implanted_spec = implant(host, spec, decoder, "features.0")
+    assert implanted_spec.kwargs["decoder_style"] == "dcgan"
+    save_model(implanted, implanted_spec, tmp_path / "m")
+    loaded = load_model(tmp_path / "m").model
+    x = torch.rand(3, 1, 16, 16)
+    assert torch.allclose(loaded.net.decoder(x), decoder(x), atol=1e-6)
+
+
 def test_content_losses_measure_change():
     x = torch.rand(4, 1, 16, 16)
     model = create_model(ModelSpec("small-cnn", 10, (1, 16, 16), (0.3,), (0.3,)), seed=0)
