@@ -126,8 +126,9 @@ def demo(
     if "thief" in summary:
         thief = summary["thief"]
         console.print(f"owner model {100 * summary['owner']['test_accuracy']:.1f}%, through its API "
-                      f"{100 * summary['owner']['api_test_accuracy']:.1f}%; the thief sent {thief['queries']} queries, "
-                      f"{thief['marked_queries']} of them marked")
+                      f"{100 * summary['owner']['api_test_accuracy']:.1f}%; the thief sent {thief['queries']} queries"
+                      + (f", {thief['marked_queries']} of them marked" if "marked_queries" in thief else "")
+                      + f" ({thief['attack']}, {thief['strength']} epochs)")
         console.print(f"[bold yellow]{summary['warning']}[/]")
     console.print(f"key commitment (SHA-256): {summary['key_commitment']}")
     console.print(f"wrote {out}/summary.json, the key and the models in {summary['seconds']:.0f} s")
@@ -515,8 +516,10 @@ def serve(
     port: int = typer.Option(8080, "--port"),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL of a single model "
                                                                         "(default: the directory or file name)."),
-    dawn: Optional[Path] = typer.Option(None, "--dawn", help="A DAWN serving key: answer its keyed share of queries "
-                                                             "wrongly (one model; needs --query-log)."),
+    api_mark: Optional[Path] = typer.Option(None, "--api-mark", "--dawn",
+                                            help="A key whose mark the API carries (one model): dawn (a keyed share "
+                                                 "of answers wrong; needs --query-log) or dark-knowledge (a keyed "
+                                                 "class second in every answer's probabilities)."),
     query_log: Optional[Path] = typer.Option(None, "--query-log", help="Record every request's images in this "
                                                                        "directory (what `nnmark dawn derive` reads)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive."),
@@ -528,14 +531,18 @@ def serve(
 
     from nnmark.serving.runtime import load_served, run_server, server_settings
 
-    if dawn is not None and query_log is None:
-        raise NNMarkError("a DAWN API needs --query-log: its marks can only ever be verified from the log of the "
-                          "queries it answered", field="--query-log")
-    if len(models) > 1 and (model_name is not None or dawn is not None):
-        raise NNMarkError("--model-name and --dawn apply to a single model; several are served under their own "
-                          "names", field="--model-name/--dawn")
+    if len(models) > 1 and (model_name is not None or api_mark is not None):
+        raise NNMarkError("--model-name and --api-mark apply to a single model; several are served under their own "
+                          "names", field="--model-name/--api-mark")
     for model in models:
-        load_served(model, dawn)  # every problem with a model or the key is reported here, before a server starts
+        load_served(model, api_mark)  # every problem with a model or the key is reported here, before a server starts
+    if api_mark is not None and query_log is None:
+        from nnmark.schemes.base import get_scheme
+        from nnmark.schemes.key import load_key
+
+        if get_scheme(load_key(api_mark).scheme).needs_query_log:
+            raise NNMarkError("a DAWN API needs --query-log: its marks can only ever be verified from the log of the "
+                              "queries it answered", field="--query-log")
     if query_log is not None:
         from nnmark.serving.query_log import QueryLog
 
@@ -555,7 +562,7 @@ def serve(
             probe.bind((host, port))
         except OSError as exc:
             raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
-    settings, model_settings = server_settings(list(zip(models, names)), host=host, port=port, dawn_key=dawn,
+    settings, model_settings = server_settings(list(zip(models, names)), host=host, port=port, api_key=api_mark,
                                                query_log=query_log, verbose=verbose)
     urls = ", ".join(f"http://{host}:{port}/v2/models/{name}/infer" for name in names)
     asyncio.run(run_server(settings, model_settings, body_timeout=body_timeout,

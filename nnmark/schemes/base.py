@@ -100,6 +100,21 @@ class WatermarkScheme(ABC):
     def extract(self, suspect: Suspect, key: WatermarkKey) -> Evidence:
         """Read the suspect: one 0/1 per key item (1 where it agrees with the key), typed."""
 
+    def serving_api(self, model: Any, key: WatermarkKey) -> Any:
+        """Where ``marks_the_api``: ``model`` as the keyed API answers (an ``nn.Module``)."""
+        raise NNMarkError(f"scheme '{self.name}' marks the model, not an API", field="scheme")
+
+    def verification_key(self, serving_key: WatermarkKey, owner_model: Any, queries: Any) -> WatermarkKey:
+        """Where ``marks_the_api``: the key that verifies a model extracted through the API, from the
+        serving key, the owner's model and (where the scheme needs it) the API's log of the
+        thief's queries."""
+        raise NNMarkError(f"scheme '{self.name}' marks the model, not an API", field="scheme")
+
+    # Where ``marks_the_api``: whether :meth:`verification_key` needs the log of the thief's queries,
+    # and the thief `nnmark demo` lets extract a model through the API (the one the scheme catches).
+    needs_query_log: ClassVar[bool] = False
+    demo_thief: ClassVar[dict[str, Any] | None] = None
+
     def requirements(self, options: Any) -> frozenset[str]:
         """What keygen needs with these options (default: ``needs``)."""
         return self.needs

@@ -95,6 +95,7 @@ class DawnAPI(nn.Module):
         super().__init__()
         self.model = model
         self.secret, self.rate = serving_secret(key)
+        self.serving_key_commitment = key.commitment
         self.num_classes = key.num_classes
         self.keep_log = keep_log
         self.log: list[torch.Tensor] = []
@@ -166,6 +167,18 @@ class Dawn(TriggerSetScheme):
     KeygenOptions = DawnOptions
     item_tensors = ("inputs", "labels")
     marks_the_api = True  # the model is never changed: the serving endpoint carries the mark
+    needs_query_log = True
+    # Label-only extraction trained until it reproduces the API's answers on its queries.
+    demo_thief = {"attack": "distill", "strength": 60, "settings": {"answers": "labels", "schedule": "constant"},
+                  "escapes": "a thief that distils the API's probabilities for a few epochs instead of fitting its "
+                             "answers escapes (docs/schemes/dawn.md)"}
+
+    def serving_api(self, model: nn.Module, key: WatermarkKey) -> DawnAPI:
+        return DawnAPI(model, key, keep_log=False)
+
+    def verification_key(self, serving_key: WatermarkKey, owner_model: nn.Module, queries: torch.Tensor
+                         ) -> WatermarkKey:
+        return derive_key(serving_key, owner_model, queries)
 
     def keygen(self, context: KeygenContext, options: DawnOptions) -> WatermarkKey:
         if context.num_classes < 2:

@@ -91,6 +91,11 @@ class WatermarkKey:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         items = {name: self.tensors[name] for name in self.item_tensors}
+        lengths = {name: len(t) if t.ndim else 0 for name, t in items.items()}
+        if len(set(lengths.values())) > 1:
+            # one row per item in every item tensor, or the items are not defined (a crafted file)
+            raise NNMarkError("item tensors differ in length: one row per key item in each", field="/".join(lengths),
+                              got=lengths)
         shared = {name: t for name, t in self.tensors.items() if name not in self.item_tensors}
         metadata = {**self.public_metadata(), "item_tensors": sorted(self.item_tensors)}
         tree = build_tree(self.salt, metadata, items, shared)

@@ -16,11 +16,11 @@ from nnmark.serving.runtime import CLIENT_HEADER, load_served
 
 class NNMarkRuntime(MLModel):
     """Serves ``parameters.uri`` (a model directory or an ONNX file). ``parameters.extra``:
-    ``dawn_key`` (answer through a DAWN API) and ``query_log`` (record every request first)."""
+    ``api_key`` (answer through a marked API: dawn, dark-knowledge) and ``query_log`` (record every request first)."""
 
     async def load(self) -> bool:
         extra = (self.settings.parameters.extra or {}) if self.settings.parameters else {}
-        self.served = load_served(self.settings.parameters.uri, extra.get("dawn_key"))
+        self.served = load_served(self.settings.parameters.uri, extra.get("api_key", extra.get("dawn_key")))  # dawn_key: settings from before --api-mark
         self.query_log = None
         if extra.get("query_log"):
             from nnmark.serving.query_log import QueryLog

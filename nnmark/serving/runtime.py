@@ -48,28 +48,32 @@ class ServedModel:
     model: Any = None  # the module, for the query log's DAWN use
 
 
-def load_served(uri: str | Path, dawn_key: str | Path | None = None) -> ServedModel:
+def load_served(uri: str | Path, api_key: str | Path | None = None) -> ServedModel:
     """A model directory of ours or an ONNX file, ready to answer batches of images in [0, 1].
-    With ``dawn_key``, a model directory answers through :class:`~nnmark.schemes.dawn.DawnAPI`."""
+    With ``api_key`` (a key of a scheme the API carries: dawn, dark-knowledge), a model directory
+    answers through that scheme's ``serving_api``."""
     path = Path(uri)
     if path.suffix.lower() == ".onnx":
-        if dawn_key is not None:
-            raise NNMarkError("DAWN serving needs a model directory of ours, not an ONNX file", path=path,
-                              field="--dawn")
+        if api_key is not None:
+            raise NNMarkError("a marked API needs a model directory of ours, not an ONNX file", path=path,
+                              field="--api-mark")
         return _served_onnx(path)
     from nnmark.models.store import load_model
 
     loaded = load_model(path)
     module = loaded.model
-    if dawn_key is not None:
+    if api_key is not None:
         from nnmark.schemes.base import get_scheme
-        from nnmark.schemes.dawn import DawnAPI
         from nnmark.schemes.key import load_key
 
-        secret = load_key(dawn_key)
-        get_scheme(secret.scheme).check_fits(secret, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
-                                             f"the model (key {dawn_key})")
-        module = DawnAPI(loaded.model, secret, keep_log=False)
+        key = load_key(api_key)
+        implementation = get_scheme(key.scheme)
+        if not implementation.marks_the_api:
+            raise NNMarkError(f"is a '{key.scheme}' key, whose mark is in the model: serve the marked model itself",
+                              path=api_key, field="--api-mark", expected="a dawn or dark-knowledge key")
+        implementation.check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
+                                  f"the model (key {api_key})")
+        module = implementation.serving_api(loaded.model, key)
     module.eval()
 
     def predict(batch: np.ndarray) -> np.ndarray:
@@ -253,7 +257,7 @@ def _protocol_errors(send):
 
 
 def server_settings(models: list[tuple[str | Path, str]], *, host: str = "127.0.0.1", port: int = 8080,
-                    grpc_port: int = 0, dawn_key: str | Path | None = None,
+                    grpc_port: int = 0, api_key: str | Path | None = None,
                     query_log: str | Path | None = None, verbose: bool = False):
     """MLServer's server settings, and the model settings for serving each ``(uri, name)`` as
     version 1 of ``name``."""
@@ -263,7 +267,7 @@ def server_settings(models: list[tuple[str | Path, str]], *, host: str = "127.0.
                         metrics_endpoint=None, debug=verbose, server_name="nnmark",
                         extensions=["binary_tensor_data"], load_models_at_startup=False,
                         model_repository_root=str(Path(models[0][0]).resolve().parent))
-    extra = {key: str(value) for key, value in (("dawn_key", dawn_key), ("query_log", query_log))
+    extra = {key: str(value) for key, value in (("api_key", api_key), ("query_log", query_log))
              if value is not None}
     served = [ModelSettings(name=name, implementation="nnmark.serving.mlserver_runtime.NNMarkRuntime",
                             versions=["1"], platform="nnmark",

@@ -96,7 +96,8 @@ class OnnxSuspect:
                               f"({str(exc).splitlines()[0]})", path=self.path,
                               expected=f"input shape {self.input_shape}") from None
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The graph's logits output (for schemes that read more than the label)."""
         outputs = []
         step = self.fixed_batch or self.batch_size
         for start in range(0, len(inputs), step):
@@ -114,7 +115,10 @@ class OnnxSuspect:
                                       "cannot be read as labels")
             outputs.append(torch.from_numpy(logits))
             self.queries += count
-        return torch.cat(outputs).argmax(1)
+        return torch.cat(outputs)
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.scores(inputs).argmax(1)
 
 
 def is_torchscript(path: Path) -> bool:

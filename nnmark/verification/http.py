@@ -224,6 +224,13 @@ class HttpSuspect:
     # --- queries --------------------------------------------------------------------------------
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._answers(inputs, scores=False)
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The endpoint's logits (refused where it answers labels only)."""
+        return self._answers(inputs, scores=True)
+
+    def _answers(self, inputs: torch.Tensor, scores: bool) -> torch.Tensor:
         meta = self.describe()
         expected = meta["input_shape"]
         got = list(inputs.shape[1:])
@@ -236,13 +243,13 @@ class HttpSuspect:
             batch = inputs[start:start + step].detach().cpu().float()
             if meta["fixed_batch"] and len(batch) != meta["fixed_batch"]:
                 padding = batch[:1].expand(meta["fixed_batch"] - len(batch), *batch.shape[1:])
-                labels = self._query(torch.cat([batch, padding]))[:len(batch)]
+                labels = self._query(torch.cat([batch, padding]), scores)[:len(batch)]
             else:
-                labels = self._query(batch)
+                labels = self._query(batch, scores)
             answers.append(labels)
         return torch.cat(answers)
 
-    def _query(self, batch: torch.Tensor) -> torch.Tensor:
+    def _query(self, batch: torch.Tensor, scores: bool = False) -> torch.Tensor:
         meta = self.describe()
         array = batch.numpy().astype(_TO_NUMPY[meta["datatype"]])
         tensor: dict[str, Any] = {"name": meta["input_name"], "datatype": meta["datatype"], "shape": list(array.shape)}
@@ -259,9 +266,9 @@ class HttpSuspect:
             content = json.dumps(request).encode()
         response = self._request("POST", self.infer_url, content, headers, "inference request", retry=True,
                                  count=len(batch))
-        return self._labels(response, len(batch))
+        return self._labels(response, len(batch), scores)
 
-    def _labels(self, response: Any, count: int) -> torch.Tensor:
+    def _labels(self, response: Any, count: int, scores: bool = False) -> torch.Tensor:
         try:
             outputs = response["outputs"]
             parsed = [(o.get("name"), [int(v) for v in o["shape"]], o.get("datatype", "FP32"), o["data"])
@@ -280,9 +287,15 @@ class HttpSuspect:
                 if not np.isfinite(values).all():
                     raise NonFiniteOutput(f"endpoint {self.description} answered NaN or infinite logits "
                                           f"(output '{name}'): its answers cannot be read as labels")
-                return torch.from_numpy(values.reshape(shape)).argmax(1)
+                logits = torch.from_numpy(values.reshape(shape))
+                return logits.float() if scores else logits.argmax(1)
+            if scores:
+                continue
             if shape in ([count], [count, 1]) and values.size == count and datatype not in _FLOAT_INPUTS:
                 return torch.from_numpy(values.astype(np.int64))  # an endpoint that answers class indices
+        if scores:
+            raise NNMarkError("endpoint answered no [N, num_classes] scores (labels only?); this key reads the "
+                              "suspect's scores", path=self.infer_url, got=[shape for _, shape, _, _ in parsed])
         raise NNMarkError("endpoint answered with the wrong output shape", path=self.infer_url,
                           expected=f"[{count}, num_classes] logits or [{count}] labels",
                           got=[shape for _, shape, _, _ in parsed])

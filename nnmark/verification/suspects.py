@@ -41,14 +41,18 @@ class ModuleSuspect:
     def module(self) -> nn.Module:
         return self._module
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The module's logits (for schemes that read more than the label)."""
         self.queries += len(inputs)
         logits = predict_logits(self._module, inputs, self.batch_size, self.device)
         if not bool(torch.isfinite(logits).all()):
             # argmax would read NaN as some class and the verdict would look like evidence
             raise NonFiniteOutput(f"suspect '{self.description}' outputs NaN or infinite logits (are its weights "
                                   "finite?): its answers cannot be read as labels")
-        return logits.argmax(1)
+        return logits
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.scores(inputs).argmax(1)
 
 
 class PredictorSuspect:

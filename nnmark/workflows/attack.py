@@ -114,26 +114,30 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
 
 def _extract_through_api(api, serving_key: WatermarkKey, steps, context: AttackContext, strength, test_data: Dataset,
                          alpha: float, device) -> tuple[Any, WatermarkKey, Judgement]:
-    """A mark carried by the API (DAWN): only extraction applies, and the verification key is
-    derived from the API's log of the thief's queries once the thief is done."""
-    from nnmark.schemes.dawn import DawnAPI, derive_key
-
-    if not isinstance(api, DawnAPI):
+    """A mark carried by the API (DAWN, dark-knowledge): only extraction applies, and the
+    verification key comes from the scheme once the thief is done (DAWN's from the API's log of
+    the thief's queries)."""
+    implementation = get_scheme(serving_key.scheme)
+    if getattr(api, "serving_key_commitment", None) != serving_key.commitment:
         raise NNMarkError(f"a '{serving_key.scheme}' key marks an API's answers: attack the model behind its API "
-                          "(nnmark.schemes.dawn.DawnAPI), not the bare model", field="victim")
+                          f"(get_scheme('{serving_key.scheme}').serving_api(model, key)), not the bare model",
+                          field="victim")
     not_extraction = [str(step) for step, (attack, _) in zip(steps, resolve_strengths(steps)) if not attack.extraction]
     if not_extraction:
         raise NNMarkError(f"not applicable: '{serving_key.scheme}' marks the API's answers, and "
                           f"{', '.join(not_extraction)} needs the model itself (its weights, or the model to serve behind a front "
                           "end of the thief's own), which the API never hands out",
                           field="attack")
-    api.log.clear()
-    api.keep_log = True
+    logging = implementation.needs_query_log
+    if logging:
+        api.log.clear()
+        api.keep_log = True
     try:
         attacked = run_chain(api, steps, context, strength)
     finally:
-        api.keep_log = False
-    verification_key = derive_key(serving_key, api.model, api.queries())
-    # The API itself answers every marked query as logged: that is the "before" the thief starts from.
+        if logging:
+            api.keep_log = False
+    verification_key = implementation.verification_key(serving_key, api.model, api.queries() if logging else None)
+    # The API itself answers as the key says: that is the "before" the thief starts from.
     before = judge_model(api, verification_key, test_data, alpha=alpha, device=device)
     return attacked, verification_key, before

@@ -237,19 +237,17 @@ class Bench:
         model, metadata = self._cached_model(name, train)
         key = load_key(self.cache / name / "key")
         if implementation.marks_the_api:
-            from nnmark.schemes.dawn import DawnAPI
-
-            model = DawnAPI(model, key, keep_log=False)  # what a thief can reach: the model behind its API
+            model = implementation.serving_api(model, key)  # what a thief can reach: the model behind its API
         return Victim(scheme, name, model, key, metadata["test_accuracy"])
 
     def _verification_key(self, victim: Victim):
         """The key a verdict on the victim uses: its own, or for a mark carried by the API, one
         derived from the log of a typical thief's queries (the API repeats its own marks)."""
-        if not get_scheme(victim.scheme).marks_the_api:
+        implementation = get_scheme(victim.scheme)
+        if not implementation.marks_the_api:
             return victim.key
-        from nnmark.schemes.dawn import derive_key
-
-        return derive_key(victim.key, victim.model.model, self.data.subset(self.config.attacker_fraction, seed=0).train_x)
+        return implementation.verification_key(victim.key, victim.model.model,
+                                               self.data.subset(self.config.attacker_fraction, seed=0).train_x)
 
     # Cells -------------------------------------------------------------------------------
 

@@ -125,19 +125,22 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
     return summary
 
 
-# The demo's thief for a mark carried by the API: label-only extraction trained until it
-# reproduces the API's answers on its queries (the thief DAWN is made to catch).
+# The share of the training images the demo's thief queries the API with; the thief itself is
+# the scheme's (``demo_thief``: the one it is made to catch).
 API_THIEF_FRACTION = 0.3
-API_THIEF = {"attack": "distill", "strength": 60, "settings": {"answers": "labels", "schedule": "constant"}}
 
 
 def _run_api_demo(out, scheme, data, config, spec, *, seed, alpha, force, key_options, progress, started):
-    """For a mark the serving API carries (DAWN): train the owner's model, serve it behind the
-    keyed API, let a thief extract a model through it, derive the verification key from the API's
-    log of the thief's queries, and verify the extracted model and an independently trained one."""
+    """For a mark the serving API carries (DAWN, dark-knowledge): train the owner's model, serve it
+    behind the keyed API, let the scheme's thief extract a model through it, take the verification
+    key (DAWN's from the API's log of the thief's queries), and verify the extracted model and an
+    independently trained one."""
     from nnmark.attacks.base import AttackContext
-    from nnmark.schemes.dawn import DawnAPI
     from nnmark.workflows.attack import attack_and_judge
+
+    implementation = get_scheme(scheme)
+    thief = dict(implementation.demo_thief)
+    escapes = thief.pop("escapes")
 
     def train(name: str, offset: int) -> TrainedModel:
         return train_model(data, preset(DEMO_PRESET, seed=seed + offset, epochs=config.epochs),
@@ -146,12 +149,12 @@ def _run_api_demo(out, scheme, data, config, spec, *, seed, alpha, force, key_op
     with atomic_directory(out, force) as staging:
         owner = train("owner", 0)
         key = generate_key(scheme, num_classes=data.num_classes, input_shape=data.input_shape, seed=seed + 1000,
-                           options=key_options, progress=progress)
+                           options=key_options, dataset=data, classifier=owner.model, progress=progress)
         save_key(key, staging / "serving-key")
-        api = DawnAPI(owner.model, key, keep_log=False)
+        api = implementation.serving_api(owner.model, key)
         thief_data = data.subset(API_THIEF_FRACTION, seed=seed + 7)
-        context = AttackContext(thief_data, spec, seed=seed, settings=dict(API_THIEF["settings"]), progress=progress)
-        outcome = attack_and_judge(api, key, API_THIEF["attack"], context, strength=API_THIEF["strength"],
+        context = AttackContext(thief_data, spec, seed=seed, settings=dict(thief["settings"]), progress=progress)
+        outcome = attack_and_judge(api, key, thief["attack"], context, strength=thief["strength"],
                                    alpha=alpha, test_data=data)
         save_key(outcome.key, staging / "key")
         independent = train("independent", 1)
@@ -160,10 +163,9 @@ def _run_api_demo(out, scheme, data, config, spec, *, seed, alpha, force, key_op
             "alpha": alpha, "serving_key_commitment": key.commitment, "key_commitment": outcome.key.commitment,
             "epochs": config.epochs, "seed": seed, "rows": ["extracted", "independent"],
             "owner": {"test_accuracy": owner.test_accuracy, "api_test_accuracy": outcome.before.test_accuracy},
-            "thief": {**API_THIEF, "queries": len(thief_data.train_y), **outcome.attack_facts},
-            "warning": ("valid only if the log holds every query the client sent, recorded before the suspect "
-                        "was queried; a thief that distils the API's probabilities for a few epochs instead of "
-                        "fitting its answers escapes (docs/schemes/dawn.md)"),
+            "thief": {**thief, "queries": len(thief_data.train_y), **outcome.attack_facts},
+            "warning": (("valid only if the log holds every query the client sent, recorded before the suspect "
+                         "was queried; " if implementation.needs_query_log else "") + escapes),
         }
         models = {"owner": (owner.model, owner), "extracted": (outcome.attacked, None),
                   "independent": (independent.model, independent)}

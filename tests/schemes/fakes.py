@@ -25,6 +25,21 @@ class FixedAnswers:
                             dtype=torch.long)
 
 
+class FixedScores(FixedAnswers):
+    """A suspect that also answers scores: each known input's row of scores, looked up the same way."""
+
+    description = "fixed scores"
+
+    def __init__(self, inputs, scores):
+        super().__init__([(inputs, scores.argmax(1))])
+        self.rows = {row.numpy().tobytes(): answer for row, answer in zip(inputs, scores)}
+        self.num_classes = scores.shape[1]
+
+    def scores(self, inputs):
+        self.queries += len(inputs)
+        return torch.stack([self.rows.get(row.numpy().tobytes(), torch.zeros(self.num_classes)) for row in inputs])
+
+
 def sign_with_regulariser(model, key, steps: int, strength: float = 1.0, lr: float = 0.1):
     """Write a weight signature into ``model`` by the regulariser alone (no task loss)."""
     from nnmark.schemes.uchida import SignatureRegulariser

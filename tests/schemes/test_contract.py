@@ -16,7 +16,7 @@ from nnmark.training import TrainConfig, TrainingHook, fit
 from nnmark.verification.evidence import Evidence
 from nnmark.verification.stats import Verdict
 from nnmark.workflows.keygen import make_key
-from tests.schemes.fakes import FixedAnswers
+from tests.schemes.fakes import FixedAnswers, FixedScores
 
 pytestmark = pytest.mark.slow  # every test here uses a model trained for it
 
@@ -44,12 +44,12 @@ def host(digits):
 def made(request, digits, host):
     name = request.param
     key = make_key(name, dataset=digits, model=host, seed=3, options=SMALL_OPTIONS.get(name, {}))
-    if get_scheme(name).marks_the_api:  # its keygen makes the API's key; a verifier holds one derived from a log
-        from nnmark.schemes.dawn import derive_key
-
-        with pytest.raises(NNMarkError, match="serving key"):
-            get_scheme(name).check_key(key)
-        key = derive_key(key, host.model, digits.train_x[:300])
+    scheme = get_scheme(name)
+    if scheme.marks_the_api:  # its keygen makes the API's key; a verifier holds the one the scheme gives
+        if scheme.needs_query_log:  # DAWN: derived from the log of a thief's queries
+            with pytest.raises(NNMarkError, match="serving key"):
+                scheme.check_key(key)
+        key = scheme.verification_key(key, host.model, digits.train_x[:300])
     return name, get_scheme(name), key
 
 
@@ -120,6 +120,17 @@ def test_hooks_train(made, host, digits):
 
 def _agreeing_and_random(key, scheme):
     """A suspect answering every key item as the key does, and one answering at random."""
+    if "keyed_class" in key.tensors:  # dark-knowledge reads scores: the keyed class next after the top
+        from nnmark.schemes.dark_knowledge import cell_table
+
+        probes, tops, runners = key.tensors["probes"], key.tensors["probe_top"], key.tensors["probe_runner_up"]
+        keyed = cell_table(key)[tops, torch.where(runners < 0, key.num_classes, runners)]
+        scores = torch.zeros(len(probes), key.num_classes)
+        scores[torch.arange(len(probes)), tops] = 5.0
+        scores[torch.arange(len(probes)), keyed] = 3.0
+        generator = torch.Generator().manual_seed(1)
+        return FixedScores(probes, scores), [FixedScores(probes, torch.randn(len(probes), key.num_classes,
+                                                                             generator=generator)) for _ in range(12)]
     inputs, labels = key.tensors["inputs"], key.tensors["labels"]
     probes = key.tensors.get("probe_inputs")
     sets = [(inputs, labels)] + ([(probes, (labels[0] + 1 + torch.arange(len(probes)) % 9) % 10)]

@@ -1,0 +1,84 @@
+"""Which thieves does a dark-knowledge API catch? (docs/schemes/dark-knowledge.md)
+
+One owner model (small-cnn, the `small-data` preset) behind dark-knowledge APIs with fresh keys.
+For each key, every thief extracts a model through the API: `distill` from 30% of the training
+images in several settings (the adaptive bench's search: rate, temperature, another architecture,
+labels only), and `knockoff`, which queries images of another domain. Per thief, the table gives
+the verdicts at alpha = 1e-6 over the keys (with a 95% Clopper-Pearson interval on the share
+owned), the cells counted, the largest p-value, and the thief's test accuracy against the owner's.
+
+    python3 benchmarks/dark_knowledge_thief.py --keys 5 --cells class
+    python3 benchmarks/dark_knowledge_thief.py --dataset mnist --data-dir ../shared/data --keys 3 \\
+        --cells runner-up --owner-epochs 5
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from scipy import stats
+
+from nnmark.api import generate_key, train_model
+from nnmark.attacks import AttackContext
+from nnmark.data import load_dataset
+from nnmark.schemes.base import get_scheme
+from nnmark.training.presets import preset
+from nnmark.workflows.attack import attack_and_judge
+
+# (label, attack, strength, settings): the distill settings the adaptive bench searches, plus
+# longer training, labels only, and out-of-domain queries.
+THIEVES = [
+    ("distill, 10 epochs, lr 0.05 (bench default)", "distill", 10, {}),
+    ("distill, 10 epochs, lr 0.1", "distill", 10, {"lr": 0.1}),
+    ("distill, 10 epochs, temperature 4", "distill", 10, {"temperature": 4.0}),
+    ("distill, 10 epochs, mlp student", "distill", 10, {"architecture": "mlp"}),
+    ("distill, 20 epochs", "distill", 20, {}),
+    ("distill, 30 epochs, constant lr", "distill", 30, {"schedule": "constant"}),
+    ("distill, labels only, 30 epochs", "distill", 30, {"answers": "labels", "schedule": "constant"}),
+    ("knockoff (letters), 10 epochs", "knockoff", 10, {}),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--keys", type=int, default=5, help="Fresh keys to try.")
+    parser.add_argument("--cells", default="class", choices=["class", "runner-up"])
+    parser.add_argument("--owner-epochs", type=int, default=20)
+    parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES to run (default all).")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    data = load_dataset(args.dataset, args.data_dir)
+    owner = train_model(data, preset("small-data", seed=0, epochs=args.owner_epochs), architecture="small-cnn")
+    scheme = get_scheme("dark-knowledge")
+    chosen = THIEVES if args.thieves is None else [THIEVES[int(i)] for i in args.thieves.split(",")]
+    print(f"{data.name}: owner model {100 * owner.test_accuracy:.1f}% test accuracy; {args.cells} cells; "
+          f"{args.keys} fresh keys; thieves query {round(0.3 * len(data.train_y))} training images")
+    rows = {label: [] for label, *_ in chosen}
+    for index in range(args.keys):
+        key = generate_key("dark-knowledge", num_classes=data.num_classes, input_shape=data.input_shape,
+                           dataset=data, classifier=owner.model, options={"cells": args.cells})
+        api = scheme.serving_api(owner.model, key)
+        for label, attack, strength, settings in chosen:
+            context = AttackContext(data.subset(0.3, seed=7 + index), owner.spec, seed=index, settings=dict(settings))
+            after = attack_and_judge(api, key, attack, context, strength=strength, test_data=data).after
+            rows[label].append(after)
+            print(f"  key {index}: {label}: {after.matches}/{after.total}, p {after.p_value:.2g}, "
+                  f"{'owned' if after.owned else 'not owned'}, {100 * after.test_accuracy:.1f}%", flush=True)
+    print()
+    print("| thief | owned at 1e-6 (95% CI) | cells ranked next | largest p | thief accuracy (mean, min) |")
+    print("|---|---|---|---|---|")
+    for label, verdicts in rows.items():
+        owned = sum(v.owned for v in verdicts)
+        interval = stats.binomtest(owned, len(verdicts)).proportion_ci(method="exact")
+        accuracy = [100 * v.test_accuracy for v in verdicts]
+        print(f"| {label} | {owned}/{len(verdicts)} ({100 * interval.low:.0f}–{100 * interval.high:.0f}%) | "
+              f"{min(v.matches for v in verdicts)}–{max(v.matches for v in verdicts)} of {verdicts[0].total} | "
+              f"{max(v.p_value for v in verdicts):.2g} | {statistics.mean(accuracy):.1f}%, {min(accuracy):.1f}% |")
+    print(f"\nowner {100 * owner.test_accuracy:.1f}%; {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
