@@ -23,6 +23,9 @@ def test_onnx_round_trip_black_box(tmp_path, marked, control, adi_key):
     owned = verify_model(suspect, adi_key)
     assert owned.owned and owned.matches == verify_model(marked.model, adi_key).matches
     assert suspect.queries == 40
+    with torch.no_grad():
+        logits = marked.model.eval()(adi_key.tensors["inputs"])
+    assert torch.allclose(suspect.scores(adi_key.tensors["inputs"]), logits, atol=1e-4)  # scores are the logits
     assert not verify_model(OnnxSuspect(tmp_path / "control.onnx"), adi_key).owned
     with pytest.raises(NNMarkError, match="already exists"):
         export_onnx(control.model, control.spec, tmp_path / "control.onnx")

@@ -34,6 +34,20 @@ def test_verify_over_http_matches_in_process(served, marked, adi_key, binary):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_scores_over_http_are_the_models_logits(served, marked, digits, binary):
+    import torch
+
+    suspect = HttpSuspect(served, "mark", batch_size=16, binary=binary)
+    images = digits.test_x[:40]
+    with torch.no_grad():
+        expected = marked.model.eval()(images)
+    scores = suspect.scores(images)
+    assert scores.shape == (40, 10) and torch.allclose(scores, expected, atol=1e-4)
+    assert suspect.queries == 40 and torch.equal(suspect.predict(images), expected.argmax(1))
+
+
+@pytest.mark.slow
 def test_versions_are_routed_and_unknown_ones_refused(served, adi_key):
     assert verify_model(HttpSuspect(served, "mark", model_version="1"), adi_key).owned
     with pytest.raises(NNMarkError, match="not found"):
