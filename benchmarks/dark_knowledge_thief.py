@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from types import SimpleNamespace
 
 from scipy import stats
 
@@ -40,6 +41,23 @@ THIEVES = [
 ]
 
 
+def _owner(data, args):
+    from pathlib import Path
+
+    from nnmark.models.inference import evaluate
+    from nnmark.models.store import load_model, save_model
+
+    cache = Path(args.owner_cache) if args.owner_cache else None
+    if cache is not None and cache.is_dir():
+        loaded = load_model(cache)
+        return SimpleNamespace(model=loaded.model, spec=loaded.spec,
+                               test_accuracy=evaluate(loaded.model, data.test_x, data.test_y))
+    owner = train_model(data, preset("small-data", seed=0, epochs=args.owner_epochs), architecture="small-cnn")
+    if cache is not None:
+        save_model(owner.model, owner.spec, cache)
+    return owner
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits")
@@ -48,10 +66,12 @@ def main() -> None:
     parser.add_argument("--cells", default="class", choices=["class", "runner-up"])
     parser.add_argument("--owner-epochs", type=int, default=20)
     parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES to run (default all).")
+    parser.add_argument("--owner-cache", default=None, help="Model directory: load the owner from it, or save it "
+                                                            "there after training (so a re-run does not retrain).")
     args = parser.parse_args()
     started = time.perf_counter()
     data = load_dataset(args.dataset, args.data_dir)
-    owner = train_model(data, preset("small-data", seed=0, epochs=args.owner_epochs), architecture="small-cnn")
+    owner = _owner(data, args)
     scheme = get_scheme("dark-knowledge")
     chosen = THIEVES if args.thieves is None else [THIEVES[int(i)] for i in args.thieves.split(",")]
     print(f"{data.name}: owner model {100 * owner.test_accuracy:.1f}% test accuracy; {args.cells} cells; "

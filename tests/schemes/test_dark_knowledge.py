@@ -49,11 +49,15 @@ def test_the_api_keeps_every_top_class_and_moves_the_mass_to_the_keyed_class(dig
     top2 = plain.topk(2, dim=1).indices
     tops, runners, keyed = cells_of(runner_up_key)
     table = {(t, r): k for t, r, k in zip(tops.tolist(), runners.tolist(), keyed.tolist())}
-    target = torch.tensor([table[(t, r)] for t, r in top2.tolist()])
+    target = torch.tensor([table.get((t, r), -1) for t, r in top2.tolist()])
+    keyed_cell = target >= 0  # cells too rare among the probes to count carry no mark
+    assert keyed_cell.float().mean() > 0.9
+    assert torch.allclose(answered[~keyed_cell], plain[~keyed_cell], atol=1e-6)
     rows = torch.arange(len(images))
     values = plain.topk(2, dim=1).values
-    confident = (values[:, 0] > 0.5) & (values[:, 1] < 0.1)
-    assert confident.float().mean() > 0.9
+    confident = (values[:, 0] > 0.5) & (values[:, 1] < 0.1) & keyed_cell
+    assert confident.float().mean() > 0.85
+    target = target.clamp_min(0)
     # Where the owner is confident the keyed class gets the whole mass (0.1) and becomes second.
     assert torch.allclose(answered[rows, target][confident], (0.9 * plain[rows, target] + 0.1)[confident], atol=1e-5)
     second = answered.topk(2, dim=1).indices[:, 1]
@@ -61,18 +65,23 @@ def test_the_api_keeps_every_top_class_and_moves_the_mass_to_the_keyed_class(dig
     assert {int(k) for k in keyed} <= set(range(10)) and not bool(((keyed == tops) | (keyed == runners)).any())
 
 
+@pytest.fixture(scope="module")
+def students(digits, digits_host, nnmark_controls):
+    """2 students of an independent teacher and 2 of the owner's model distilled without its API."""
+    teacher = _loaded(nnmark_controls[0].model, digits)
+    owner = _loaded(digits_host.model, digits)
+    return [train_model(digits, preset("small-data", seed=s, epochs=8), mode="distill", base=base,
+                        architecture="small-cnn").model for s, base in enumerate((teacher, teacher, owner, owner))]
+
+
 @pytest.mark.parametrize("which", ["class_key", "runner_up_key"])
-def test_no_model_made_without_the_api_is_accused_and_the_null_bounds_them(request, which, digits, digits_host,
-                                                                          independent_models, nnmark_controls):
+def test_no_model_made_without_the_api_is_accused_and_the_null_bounds_them(request, which, independent_models,
+                                                                          nnmark_controls, students):
     """48 models that never saw the API's answers: 24 plain-PyTorch networks of other architectures,
     seeds and optimisers, nnmark's 20 controls, 2 students of an independent teacher, and 2
     students of the owner's own model distilled without its API (the hardest negatives: the
     owner's natural dark knowledge, without the keyed part)."""
     key = request.getfixturevalue(which)
-    teacher = _loaded(nnmark_controls[0].model, digits)
-    owner = _loaded(digits_host.model, digits)
-    students = [train_model(digits, preset("small-data", seed=s, epochs=8), mode="distill", base=base,
-                            architecture="small-cnn").model for s, base in enumerate((teacher, teacher, owner, owner))]
     suspects = [m for _, m in independent_models] + [c.model for c in nnmark_controls] + students
     verdicts = [verify_model(m, key) for m in suspects]
     assert len(verdicts) == 48 and not any(v.owned for v in verdicts)
