@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=5, help="Fresh keys to try.")
     parser.add_argument("--cells", default="class", choices=["class", "runner-up"])
     parser.add_argument("--owner-epochs", type=int, default=20)
+    parser.add_argument("--mass", type=float, default=None, help="The key's mass (default: the scheme's).")
     parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES to run (default all).")
     parser.add_argument("--owner-cache", default=None, help="Model directory: load the owner from it, or save it "
                                                             "there after training (so a re-run does not retrain).")
@@ -75,11 +76,12 @@ def main() -> None:
     scheme = get_scheme("dark-knowledge")
     chosen = THIEVES if args.thieves is None else [THIEVES[int(i)] for i in args.thieves.split(",")]
     print(f"{data.name}: owner model {100 * owner.test_accuracy:.1f}% test accuracy; {args.cells} cells; "
+          f"mass {args.mass or 'default'}; "
           f"{args.keys} fresh keys; thieves query {round(0.3 * len(data.train_y))} training images")
     rows = {label: [] for label, *_ in chosen}
     for index in range(args.keys):
         key = generate_key("dark-knowledge", num_classes=data.num_classes, input_shape=data.input_shape,
-                           dataset=data, classifier=owner.model, options={"cells": args.cells})
+                           dataset=data, classifier=owner.model, options={"cells": args.cells, **({"mass": args.mass} if args.mass else {})})
         api = scheme.serving_api(owner.model, key)
         for label, attack, strength, settings in chosen:
             context = AttackContext(data.subset(0.3, seed=7 + index), owner.spec, seed=index, settings=dict(settings))

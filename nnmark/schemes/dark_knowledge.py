@@ -6,7 +6,7 @@ al., EMNLP 2022), where the mark lives in the output probabilities, which is wha
 copies.
 
 The owner's API answers every query with its model's probabilities, except that a share ``mass``
-(0.1) moves to a keyed class. Which class depends on a cell of the answer: its top class y, and in
+(0.2) moves to a keyed class. Which class depends on a cell of the answer: its top class y, and in
 ``runner-up`` cells also the class r the owner's model ranks second. The keyed class is drawn
 uniformly from the classes outside {y, r}. The answer's top class never changes, so the API's
 accuracy is the model's; the cost is calibration. A student trained on these probabilities learns
@@ -52,7 +52,7 @@ NO_RUNNER_UP = -1  # a "class" cell: keyed by the top class alone
 
 @dataclass
 class DarkKnowledgeOptions:
-    mass: float = field(default=0.1, metadata={
+    mass: float = field(default=0.2, metadata={
         "help": "Share of each answer's probability moved to the keyed class (the top class never changes)."})
     cells: str = field(default="auto", metadata={
         "help": "runner-up: one keyed class per (top, runner-up) pair of the owner's answers with enough "
@@ -179,9 +179,9 @@ class DarkKnowledge(WatermarkScheme):
     keys_the_marked_model = True  # the cells are the owner's model's answers
     marks_the_api = True
     item_tensors = ("cell_top", "cell_runner_up", "keyed_class")
-    # A thief distilling the API's probabilities (the bench's recipe, trained 20 epochs).
-    demo_thief = {"attack": "distill", "strength": 20, "settings": {},
-                  "escapes": "a thief trained on the API's labels only, or for 10 epochs or fewer on digits, escapes; "
+    # A thief distilling the API's probabilities until it is within a few points of the owner.
+    demo_thief = {"attack": "distill", "strength": 30, "settings": {"schedule": "constant"},
+                  "escapes": "a thief trained on the API's labels only escapes, at no cost in accuracy on digits; "
                              "a copy of the weights never saw the API (docs/schemes/dark-knowledge.md)"}
 
     def keygen(self, context: KeygenContext, options: DarkKnowledgeOptions) -> WatermarkKey:

@@ -58,8 +58,11 @@ def test_the_api_keeps_every_top_class_and_moves_the_mass_to_the_keyed_class(dig
     confident = (values[:, 0] > 0.5) & (values[:, 1] < 0.1) & keyed_cell
     assert confident.float().mean() > 0.85
     target = target.clamp_min(0)
-    # Where the owner is confident the keyed class gets the whole mass (0.1) and becomes second.
-    assert torch.allclose(answered[rows, target][confident], (0.9 * plain[rows, target] + 0.1)[confident], atol=1e-5)
+    # Where the owner is confident the keyed class gets the whole mass (0.2) and becomes second.
+    mass = runner_up_key.params["mass"]
+    assert mass == 0.2
+    assert torch.allclose(answered[rows, target][confident], ((1 - mass) * plain[rows, target] + mass)[confident],
+                          atol=1e-5)
     second = answered.topk(2, dim=1).indices[:, 1]
     assert bool((second[confident] == target[confident]).all())
     assert {int(k) for k in keyed} <= set(range(10)) and not bool(((keyed == tops) | (keyed == runners)).any())
