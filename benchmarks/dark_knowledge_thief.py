@@ -10,6 +10,11 @@ owned), the cells counted, the largest p-value, and the thief's test accuracy ag
     python3 benchmarks/dark_knowledge_thief.py --keys 5 --cells class
     python3 benchmarks/dark_knowledge_thief.py --dataset mnist --data-dir ../shared/data --keys 3 \\
         --cells runner-up --owner-epochs 5
+
+With ``--transfer-data cifar10`` (from ``--data-dir``) the thieves also include knockoff on the
+50,000 CIFAR-10 training images at the victim's size, the out-of-domain thief of Knockoff Nets, in
+grey and as edge maps (bright strokes on black, which steal a pen-stroke model better);
+``--thieves transfer`` runs only those.
 """
 from __future__ import annotations
 
@@ -39,6 +44,11 @@ THIEVES = [
     ("distill, labels only, 30 epochs", "distill", 30, {"answers": "labels", "schedule": "constant"}),
     ("knockoff (letters), 10 epochs", "knockoff", 10, {}),
 ]
+# With --transfer-data: knockoff on the thief's own images of another domain.
+TRANSFER_THIEVES = [
+    ("knockoff ({name} in grey, all {count}), 30 epochs", "knockoff", 30, {"queries": "transfer"}),
+    ("knockoff ({name} as edge maps, all {count}), 30 epochs", "knockoff", 30, {"queries": "transfer-edges"}),
+]
 
 
 def _owner(data, args):
@@ -66,7 +76,9 @@ def main() -> None:
     parser.add_argument("--cells", default="class", choices=["class", "runner-up"])
     parser.add_argument("--owner-epochs", type=int, default=20)
     parser.add_argument("--mass", type=float, default=None, help="The key's mass (default: the scheme's).")
-    parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES to run (default all).")
+    parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES to run, or 'transfer' "
+                                                        "for the transfer thieves only (default all).")
+    parser.add_argument("--transfer-data", default=None, help="A dataset of another domain for knockoff (e.g. cifar10).")
     parser.add_argument("--owner-cache", default=None, help="Model directory: load the owner from it, or save it "
                                                             "there after training (so a re-run does not retrain).")
     args = parser.parse_args()
@@ -74,7 +86,14 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_dir)
     owner = _owner(data, args)
     scheme = get_scheme("dark-knowledge")
-    chosen = THIEVES if args.thieves is None else [THIEVES[int(i)] for i in args.thieves.split(",")]
+    transfer, extra = None, []
+    if args.transfer_data:
+        from nnmark.data.transfer import transfer_images
+
+        transfer = transfer_images(load_dataset(args.transfer_data, args.data_dir), data.input_shape)
+        extra = [(label.format(name=args.transfer_data, count=len(transfer)), *rest) for label, *rest in TRANSFER_THIEVES]
+    chosen = (THIEVES + extra if args.thieves is None else extra if args.thieves == "transfer"
+              else [THIEVES[int(i)] for i in args.thieves.split(",")])
     print(f"{data.name}: owner model {100 * owner.test_accuracy:.1f}% test accuracy; {args.cells} cells; "
           f"mass {args.mass or 'default'}; "
           f"{args.keys} fresh keys; thieves query {round(0.3 * len(data.train_y))} training images")
@@ -84,7 +103,8 @@ def main() -> None:
                            dataset=data, classifier=owner.model, options={"cells": args.cells, **({"mass": args.mass} if args.mass else {})})
         api = scheme.serving_api(owner.model, key)
         for label, attack, strength, settings in chosen:
-            context = AttackContext(data.subset(0.3, seed=7 + index), owner.spec, seed=index, settings=dict(settings))
+            context = AttackContext(data.subset(0.3, seed=7 + index), owner.spec, seed=index, settings=dict(settings),
+                                    transfer=transfer)
             after = attack_and_judge(api, key, attack, context, strength=strength, test_data=data).after
             rows[label].append(after)
             print(f"  key {index}: {label}: {after.matches}/{after.total}, p {after.p_value:.2g}, "

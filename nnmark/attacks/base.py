@@ -38,6 +38,9 @@ class AttackContext:
     progress: Any = None
     # Overrides of the running attack's declared settings (Attack.settings), e.g. {"lr": 0.1}.
     settings: dict[str, Any] = field(default_factory=dict)
+    # Images of another domain the thief holds, already shaped as the victim's inputs
+    # (``nnmark.data.transfer.transfer_images``): what extraction without the victim's data queries.
+    transfer: torch.Tensor | None = None
 
 
 class Attack(ABC):
@@ -65,6 +68,10 @@ class Attack(ABC):
 
     def setting(self, context: AttackContext, name: str) -> Any:
         return context.settings.get(name, self.settings[name])
+
+    def search_grid(self, holds_transfer: bool) -> dict[str, tuple]:
+        """The grid the adaptive attacker tries, given whether the thief holds transfer images."""
+        return self.search
 
     def resolved_settings(self, context: AttackContext) -> dict[str, Any]:
         """The values this attack runs with; a training setting left None is the context's recipe's."""

@@ -618,6 +618,9 @@ def attack(
     data: str = typer.Option("digits", "--data", help="Dataset the attacker draws from."),
     data_dir: Optional[Path] = DataDirOption,
     fraction: float = typer.Option(0.3, "--fraction", help="Fraction of the training set the attacker holds."),
+    transfer_data: Optional[str] = typer.Option(None, "--transfer-data",
+                                                help="A dataset of another domain (e.g. cifar10, from --data-dir) whose "
+                                                     "training images the thief queries in knockoff extraction."),
     seed: int = typer.Option(0, "--seed"),
     alpha: float = typer.Option(1e-6, "--alpha"),
     null_file: Optional[Path] = typer.Option(None, "--null", help="Null measured on control models (schemes without an exact one)."),
@@ -649,9 +652,17 @@ def attack(
                                          f"the model {model}")
     null = resolve_null(secret, null_file=null_file, key_path=key)
     dataset = load_dataset(data, data_dir)
+    transfer = None
+    if transfer_data is not None:
+        if transfer_data == data:
+            raise NNMarkError("is the victim's own dataset; extraction with it is what distill measures",
+                              field="--transfer-data", expected="a dataset of another domain", got=transfer_data)
+        from nnmark.data.transfer import transfer_images
+
+        transfer = transfer_images(load_dataset(transfer_data, data_dir), dataset.input_shape)
     with progress_bars() as progress:
         context = AttackContext(dataset.subset(fraction, seed), victim.spec, seed=seed, victim_key=secret,
-                                progress=progress)
+                                progress=progress, transfer=transfer)
         outcome = attack_and_judge(victim.model, secret, attack_spec, context, strength=strength, null=null,
                                    alpha=alpha, test_data=dataset)
     attacked = outcome.attacked
@@ -695,6 +706,9 @@ def bench(
     model: str = typer.Option("small-cnn", "--model", help="Victim architecture."),
     epochs: int = typer.Option(20, "--epochs", help="Victim training epochs."),
     fraction: float = typer.Option(0.3, "--fraction", help="Fraction of the training set the attacker holds."),
+    transfer_data: Optional[str] = typer.Option(None, "--transfer-data",
+                                                help="A dataset of another domain (e.g. cifar10, from --data-dir) whose "
+                                                     "training images the thief queries in knockoff extraction."),
     seeds: int = typer.Option(1, "--seeds", help="Repeat each cell over this many seeds (mean and 95% CI)."),
     tolerance: float = typer.Option(0.05, "--tolerance", help="Accuracy drop an attack may cause and still count."),
     alpha: float = typer.Option(1e-6, "--alpha"),
@@ -719,7 +733,7 @@ def bench(
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else standard_attacks()
     config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=model, attacker_fraction=fraction,
                          seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha, adaptive=adaptive,
-                         victim=preset("small-data", epochs=epochs))
+                         victim=preset("small-data", epochs=epochs), transfer_data=transfer_data)
     group = join_from_environment()
     try:
         main_rank = group is None or group.is_main

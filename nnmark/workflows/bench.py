@@ -65,6 +65,9 @@ class BenchConfig:
     search_fractions: tuple[float, ...] | None = None
     victim: TrainConfig = field(default_factory=lambda: preset("small-data"))
     attack_train: TrainConfig = field(default_factory=lambda: preset("attack"))
+    # A dataset of another domain whose training images the thief holds (converted to the victim's
+    # inputs), for extraction attacks that query without the victim's data (knockoff). None: none.
+    transfer_data: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.attacker_fraction <= 1:
@@ -79,6 +82,9 @@ class BenchConfig:
                               field="search_fractions", got=list(self.search_fractions))
         if not 0 <= self.tolerance < 1:
             raise NNMarkError("must be in [0, 1)", field="tolerance", got=self.tolerance)
+        if self.transfer_data is not None and self.transfer_data == self.dataset:
+            raise NNMarkError("is the victim's own dataset; extraction with it is what distill measures",
+                              field="transfer_data", expected="a dataset of another domain", got=self.transfer_data)
         for name in self.schemes:
             get_scheme(name)
         for spec in self.attacks:
@@ -125,6 +131,11 @@ class Bench:
         self.data: Dataset = load_dataset(config.dataset, data_dir)
         self.spec = ModelSpec(config.architecture, self.data.num_classes, self.data.input_shape,
                               self.data.mean, self.data.std)
+        self.transfer = None
+        if config.transfer_data is not None:
+            from nnmark.data.transfer import transfer_images
+
+            self.transfer = transfer_images(load_dataset(config.transfer_data, data_dir), self.data.input_shape)
         self.cache = self.out / "cache"
         # A data-parallel victim follows another trajectory than a one-process one: cache apart.
         self._processes = (f"processes={distributed.world_size}",) if distributed else ()
@@ -257,6 +268,8 @@ class Bench:
         # The victim's cache name covers how it was trained; a retrained victim gets fresh cells.
         parts = (victim.scheme, victim.name, victim.key.commitment, attack_spec, strength, seed,
                  config.attacker_fraction, asdict(config.attack_train), config.alpha, __version__)
+        if config.transfer_data is not None:
+            parts = (*parts, f"transfer={config.transfer_data}")
         ident = _digest(*parts, settings) if settings else _digest(*parts)
         return self.cache / "cells" / f"{ident}.json"
 
@@ -272,7 +285,8 @@ class Bench:
         fraction = settings.pop(DATA_FRACTION, config.attacker_fraction)
         attacker_data = self.data.subset(fraction, seed=seed)
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
-                                victim_key=victim.key, progress=self.progress, settings=settings)
+                                victim_key=victim.key, progress=self.progress, settings=settings,
+                                transfer=self.transfer)
         try:
             outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
                                        null=victim.null, alpha=config.alpha, test_data=self.data,
@@ -356,7 +370,7 @@ def _grid(attack_spec: str, config: BenchConfig) -> list[dict[str, Any] | None]:
     trains on the thief's data. The full share is the grid entry without ``data_fraction``."""
     steps = parse_chain(attack_spec)
     attack = get_attack(steps[0].attack)
-    search = attack.search if len(steps) == 1 else {}
+    search = attack.search_grid(config.transfer_data is not None) if len(steps) == 1 else {}
     names = sorted(search)
     grid: list[dict[str, Any] | None] = (
         [dict(zip(names, values)) for values in itertools.product(*(search[n] for n in names))] if search else [None])

@@ -439,3 +439,24 @@ def test_layer_picking_attacks_pick_in_the_task_network_not_in_an_implant(digits
     for name, settings in (("rtll", {}), ("transfer", {"freeze_body": True})):
         attacked = get_attack(name).apply(model, 1, replace(context, spec=spec, settings=settings))
         assert all(torch.equal(p, before[n]) for n, p in attacked.net.decoder.named_parameters())
+
+
+def test_knockoff_queries_the_thiefs_transfer_images_when_it_holds_them(victim, context):
+    from dataclasses import replace
+
+    knockoff = get_attack("knockoff")
+    assert knockoff.source(context) == "letters"  # no transfer images: procedural ones
+    assert "transfer" not in knockoff.search_grid(False)["queries"]
+    assert knockoff.search_grid(True)["queries"][:2] == ("transfer", "transfer-edges")
+    held = replace(context, transfer=torch.rand(300, *context.spec.input_shape))
+    assert knockoff.source(held) == "transfer" and len(knockoff.queries(held)) == 300
+    capped = knockoff.queries(replace(held, settings={"count": 120}))
+    assert len(capped) == 120 and all(any(torch.equal(q, t) for t in held.transfer) for q in capped[:5])
+    edges = knockoff.queries(replace(held, settings={"queries": "transfer-edges"}))
+    assert edges.shape == held.transfer.shape and not torch.equal(edges, held.transfer)
+    student = knockoff.apply(victim[0], 1, held)
+    assert student.attack_facts(None) == {"queries": 300, "query_source": "transfer"}
+    with pytest.raises(NNMarkError, match="holds no transfer images"):
+        knockoff.queries(replace(context, settings={"queries": "transfer"}))
+    with pytest.raises(NNMarkError, match="the victim takes"):
+        knockoff.queries(replace(context, transfer=torch.rand(4, 1, 8, 8)))

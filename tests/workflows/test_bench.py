@@ -137,6 +137,25 @@ def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
     assert "best of" in text and "thief data ∈ {30%, 10%}" in text
 
 
+@pytest.mark.slow
+def test_bench_thief_queries_transfer_images_of_another_domain(tmp_path):
+    from tests.data.test_cifar import write_batch
+
+    root = tmp_path / "data" / "cifar10" / "cifar-10-batches-py"
+    root.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_batch(root / name, 40)
+    with pytest.raises(NNMarkError, match="what distill measures"):
+        BenchConfig(["dark-knowledge"], ["knockoff"], transfer_data="digits")
+    config = BenchConfig(["dark-knowledge"], ["knockoff"], quick=True, victim=VICTIM, transfer_data="cifar10")
+    results = run_bench(config, tmp_path / "b", data_dir=tmp_path / "data")
+    [cell] = results["records"]
+    assert cell["attack_facts"] == {"queries": 200, "query_source": "transfer"}  # the 5 x 40 training images
+    plain = run_bench(BenchConfig(["dark-knowledge"], ["knockoff"], quick=True, victim=VICTIM), tmp_path / "b")
+    assert plain["cache"]["computed"] == 1  # another thief: not the transfer cell from the cache
+    assert plain["records"][0]["attack_facts"]["query_source"] == "letters"
+
+
 def test_search_fractions_stay_within_the_threat_model():
     with pytest.raises(NNMarkError, match="search_fractions"):
         BenchConfig(["adi"], ["ftal"], attacker_fraction=0.2, search_fractions=(0.5,))
