@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--cells", default="class", choices=["class", "runner-up"])
     parser.add_argument("--owner-epochs", type=int, default=20)
     parser.add_argument("--mass", type=float, default=None, help="The key's mass (default: the scheme's).")
-    parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES to run, or 'transfer' "
-                                                        "for the transfer thieves only (default all).")
+    parser.add_argument("--thieves", default=None, help="Comma-separated row numbers of THIEVES (then of "
+                                                        "TRANSFER_THIEVES, from 8), or 'transfer' for those only (default all).")
     parser.add_argument("--transfer-data", default=None, help="A dataset of another domain for knockoff (e.g. cifar10).")
     parser.add_argument("--owner-cache", default=None, help="Model directory: load the owner from it, or save it "
                                                             "there after training (so a re-run does not retrain).")
@@ -92,8 +92,9 @@ def main() -> None:
 
         transfer = transfer_images(load_dataset(args.transfer_data, args.data_dir), data.input_shape)
         extra = [(label.format(name=args.transfer_data, count=len(transfer)), *rest) for label, *rest in TRANSFER_THIEVES]
-    chosen = (THIEVES + extra if args.thieves is None else extra if args.thieves == "transfer"
-              else [THIEVES[int(i)] for i in args.thieves.split(",")])
+    every = THIEVES + extra  # the transfer thieves are rows 8 and 9 when --transfer-data is given
+    chosen = (every if args.thieves is None else extra if args.thieves == "transfer"
+              else [every[int(i)] for i in args.thieves.split(",")])
     print(f"{data.name}: owner model {100 * owner.test_accuracy:.1f}% test accuracy; {args.cells} cells; "
           f"mass {args.mass or 'default'}; "
           f"{args.keys} fresh keys; thieves query {round(0.3 * len(data.train_y))} training images")

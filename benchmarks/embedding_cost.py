@@ -45,7 +45,7 @@ def main() -> None:
             rows[name].append((plain, marked))
             print(f"seed {seed}: {name}: unmarked {100 * plain:.1f}%, marked {100 * marked:.1f}%", flush=True)
     print()
-    print(f"{data.name}, small-cnn, `small-data` preset ({args.epochs} epochs), {args.seeds} seeds; "
+    print(f"{data.name}, small-cnn, `small-data` preset ({args.epochs} epochs), {args.seeds} seed(s); "
           f"{len(data.test_y)} test images")
     print()
     print("| scheme | unmarked | marked (as served) | cost, points (95% CI) |")
@@ -54,7 +54,8 @@ def main() -> None:
         plain, _ = mean_ci([100 * p for p, _ in pairs])
         marked, _ = mean_ci([100 * m for _, m in pairs])
         cost, half = mean_ci([100 * (p - m) for p, m in pairs])
-        print(f"| {name} | {plain:.1f}% | {marked:.1f}% | {cost:+.1f} ± {half:.1f} |")
+        interval = f" ± {half:.1f}" if len(pairs) > 1 else " (1 seed: no interval)"
+        print(f"| {name} | {plain:.1f}% | {marked:.1f}% | {cost:+.1f}{interval} |")
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -15,6 +15,15 @@ def write_batch(path, count, label_key="labels", classes=10):
     path.write_bytes(pickle.dumps(batch, protocol=2))
 
 
+def write_cifar10(data_dir, count):
+    """A CIFAR-10 folder of generated batches, ``count`` images each, under ``data_dir``."""
+    root = data_dir / "cifar10" / "cifar-10-batches-py"
+    root.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_batch(root / name, count)
+    return data_dir
+
+
 def test_cifar100_reads_generated_batches(tmp_path):
     root = tmp_path / "cifar100" / "cifar-100-python"
     root.mkdir(parents=True)

@@ -92,6 +92,17 @@ def test_attack_and_bench_commands(tmp_path):
     result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "input-blur:1",
                  "--out", tmp_path / "blurred")
     assert result.exit_code == 2 and "front end" in result.output and not (tmp_path / "blurred").exists()
+    # extraction with the thief's own images of another domain
+    result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "knockoff:1",
+                 "--transfer-data", "digits")
+    assert result.exit_code == 2 and "what distill measures" in result.output
+    from tests.data.test_cifar import write_cifar10
+
+    write_cifar10(tmp_path / "data", 20)
+    result = run("attack", "--model", victim / "model", "--key", victim / "key", "--attack", "knockoff:1",
+                 "--transfer-data", "cifar10", "--data-dir", tmp_path / "data", "--json")
+    assert result.exit_code == 0, result.output
+    assert "after" in json.loads(result.output)
 
 
 @pytest.mark.slow
@@ -139,12 +150,9 @@ def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
 
 @pytest.mark.slow
 def test_bench_thief_queries_transfer_images_of_another_domain(tmp_path):
-    from tests.data.test_cifar import write_batch
+    from tests.data.test_cifar import write_cifar10
 
-    root = tmp_path / "data" / "cifar10" / "cifar-10-batches-py"
-    root.mkdir(parents=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        write_batch(root / name, 40)
+    write_cifar10(tmp_path / "data", 40)
     with pytest.raises(NNMarkError, match="what distill measures"):
         BenchConfig(["dark-knowledge"], ["knockoff"], transfer_data="digits")
     config = BenchConfig(["dark-knowledge"], ["knockoff"], quick=True, victim=VICTIM, transfer_data="cifar10")
