@@ -65,6 +65,8 @@ class Attack(ABC):
     # Whether the thief needs nothing but the model's answers to queries (extraction): the only
     # attacks that apply to a mark carried by the API rather than the model (DAWN).
     extraction: ClassVar[bool] = False
+    # Whether it queries the thief's transfer images (AttackContext.transfer) when there are some.
+    uses_transfer: ClassVar[bool] = False
 
     def setting(self, context: AttackContext, name: str) -> Any:
         return context.settings.get(name, self.settings[name])

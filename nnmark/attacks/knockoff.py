@@ -40,6 +40,7 @@ class Knockoff(Attack):
     summary = "train a fresh model on the victim's outputs for out-of-domain queries (Knockoff Nets)"
     uses_training_data = False
     extraction = True
+    uses_transfer = True
     strength_meaning = "epochs of training the fresh model"
     # 30 epochs: a thief of 50,000 natural images needs them to come within 5 points on digits.
     strengths = (5, 10, 20, 30)

@@ -268,7 +268,10 @@ class Bench:
         # The victim's cache name covers how it was trained; a retrained victim gets fresh cells.
         parts = (victim.scheme, victim.name, victim.key.commitment, attack_spec, strength, seed,
                  config.attacker_fraction, asdict(config.attack_train), config.alpha, __version__)
-        if config.transfer_data is not None:
+        # Only cells whose attack queries the transfer images depend on them; the rest stay shared
+        # with benches run without --transfer-data.
+        if config.transfer_data is not None and any(get_attack(step.attack).uses_transfer
+                                                    for step in parse_chain(attack_spec)):
             parts = (*parts, f"transfer={config.transfer_data}")
         ident = _digest(*parts, settings) if settings else _digest(*parts)
         return self.cache / "cells" / f"{ident}.json"
