@@ -5,7 +5,9 @@ For each key, every thief extracts a model through the API: `distill` from 30% o
 images in several settings (the adaptive bench's search: rate, temperature, another architecture,
 labels only), and `knockoff`, which queries images of another domain. Per thief, the table gives
 the verdicts at alpha = 1e-6 over the keys (with a 95% Clopper-Pearson interval on the share
-owned), the cells counted, the largest p-value, and the thief's test accuracy against the owner's.
+owned), the cells whose keyed class the thief ranks first and the median rank of the keyed
+classes (the verdict scores every rank), the largest p-value, and the thief's test accuracy
+against the owner's. Per key it prints each cell's rank.
 
     python3 benchmarks/dark_knowledge_thief.py --keys 5 --cells class
     python3 benchmarks/dark_knowledge_thief.py --dataset mnist --data-dir ../shared/data --keys 3 \\
@@ -25,7 +27,7 @@ from types import SimpleNamespace
 
 from scipy import stats
 
-from nnmark.api import generate_key, train_model
+from nnmark.api import generate_key, train_model, verify_model
 from nnmark.attacks import AttackContext
 from nnmark.data import load_dataset
 from nnmark.schemes.base import get_scheme
@@ -106,19 +108,26 @@ def main() -> None:
         for label, attack, strength, settings in chosen:
             context = AttackContext(data.subset(0.3, seed=7 + index), owner.spec, seed=index, settings=dict(settings),
                                     transfer=transfer)
-            after = attack_and_judge(api, key, attack, context, strength=strength, test_data=data).after
+            outcome = attack_and_judge(api, key, attack, context, strength=strength, test_data=data)
+            after = outcome.after
+            ranks = verify_model(outcome.attacked, key).evidence.keyed_ranks.tolist()
             rows[label].append(after)
-            print(f"  key {index}: {label}: {after.matches}/{after.total}, p {after.p_value:.2g}, "
-                  f"{'owned' if after.owned else 'not owned'}, {100 * after.test_accuracy:.1f}%", flush=True)
+            print(f"  key {index}: {label}: {after.facts['cells_ranked_first']}/{after.facts['cells']} ranked next, "
+                  f"{after.matches}/{after.total} points, p {after.p_value:.2g}, "
+                  f"{'owned' if after.owned else 'not owned'}, {100 * after.test_accuracy:.1f}%; keyed ranks "
+                  f"{ranks}", flush=True)
     print()
-    print("| thief | owned at 1e-6 (95% CI) | cells ranked next | largest p | thief accuracy (mean, min) |")
-    print("|---|---|---|---|---|")
+    print("| thief | owned at 1e-6 (95% CI) | cells ranked next | median rank | largest p | thief accuracy (mean, min) |")
+    print("|---|---|---|---|---|---|")
     for label, verdicts in rows.items():
         owned = sum(v.owned for v in verdicts)
         interval = stats.binomtest(owned, len(verdicts)).proportion_ci(method="exact")
         accuracy = [100 * v.test_accuracy for v in verdicts]
+        medians = [v.facts["median_keyed_rank"] for v in verdicts]
         print(f"| {label} | {owned}/{len(verdicts)} ({100 * interval.low:.0f}–{100 * interval.high:.0f}%) | "
-              f"{min(v.matches for v in verdicts)}–{max(v.matches for v in verdicts)} of {verdicts[0].total} | "
+              f"{min(v.facts['cells_ranked_first'] for v in verdicts)}–"
+              f"{max(v.facts['cells_ranked_first'] for v in verdicts)} of {verdicts[0].facts['cells']} | "
+              f"{min(medians):g}–{max(medians):g} | "
               f"{max(v.p_value for v in verdicts):.2g} | {statistics.mean(accuracy):.1f}%, {min(accuracy):.1f}% |")
     print(f"\nowner {100 * owner.test_accuracy:.1f}%; {time.perf_counter() - started:.0f} s")
 

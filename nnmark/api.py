@@ -21,7 +21,7 @@ from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, fit
 from nnmark.models.inference import evaluate, predict_logits
 from nnmark.verification.nulls import ControlModel, ControlNull, ControlRecord
-from nnmark.verification.stats import Verdict, binomial_tail, binomial_verdict, clopper_pearson, control_verdict
+from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict
 from nnmark.verification.suspects import NamedLayer, Suspect, as_suspect
 
 MODES = ("scratch", "pretrained", "distill")
@@ -253,14 +253,12 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
             loose = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
                                     control_counts=others, null_source="", alpha=check_alpha, refusal=refusal)
         else:
-            rate = scheme.exact_null_rate(key)
-            verdict = binomial_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
-                                       null_rate=rate, null_source="", alpha=alpha)
-            loose = binomial_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
-                                     null_rate=rate, null_source="", alpha=check_alpha)
+            verdict = scheme.exact_verdict(evidences[index], key, alpha=alpha)
+            loose = scheme.exact_verdict(evidences[index], key, alpha=check_alpha)
+        # The verdict's own figures: a points statistic scores more than the count of agreeing items.
         rows.append({"model": record.name, "architecture": record.architecture, "test_accuracy": record.test_accuracy,
-                     "matches": matches,
-                     "total": total, "p_value": verdict.p_value, "owned": verdict.owned,
+                     "matches": verdict.matches,
+                     "total": verdict.total, "p_value": verdict.p_value, "owned": verdict.owned,
                      "owned_at_check_alpha": loose.owned, "probe_target_rate": record.probe_target_rate})
     size = len(rows)
     accused = sum(r["owned"] for r in rows)

@@ -89,10 +89,15 @@ def check_report_disclosure(directory: str | Path, commitment: str) -> int:
 
 
 def render_html(record: dict[str, Any], key: WatermarkKey, verdict: Verdict) -> str:
+    if verdict.null_kind == "exact" and verdict.null_rate is None:  # points, not a count of items
+        summary = (f"The suspect scored {verdict.matches} of the key's {verdict.total} points "
+                   f"({html.escape(verdict.statistic)}).")
+    else:
+        summary = f"The suspect agreed with the secret key on {verdict.matches} of {verdict.total} items."
     suspect = record["suspect"]
     tested = suspect.get("path") or suspect.get("endpoint")
     if verdict.null_kind == "exact":
-        null_text = f"Binomial({verdict.total}, {verdict.null_rate:.4g}) — {html.escape(verdict.null_source)}"
+        null_text = f"{html.escape(verdict.null_law)} — {html.escape(verdict.null_source)}"
     else:
         null_text = html.escape(verdict.null_source)
     rows = [
@@ -134,7 +139,7 @@ figure.hit {{ background: #dafbe1; }} figure.miss {{ background: #eee; }} img {{
 </style></head><body>
 <h1>Watermark verification report</h1>
 <p class="verdict">{decision}</p>
-<p>The suspect agreed with the secret key on {verdict.matches} of {verdict.total} items. A model made
+<p>{summary} A model made
 without the key would do at least this well with probability {format_p_value(verdict.p_value)}{"" if verdict.null_kind == "exact" else " (estimated on control models: see the warning)"}.</p>
 {warnings}
 <table>{table}</table>

@@ -168,16 +168,24 @@ class WatermarkScheme(ABC):
         details: dict[str, Any] = {"queries": suspect.queries, "suspect": suspect.description, **evidence.facts()}
         if warning:
             details["warning"] = warning
-        common = dict(scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
-                      total=evidence.total, alpha=alpha, tests=tests, evidence=evidence)
         if self.null_kind == "exact":
             if refusal is not None:
                 raise NNMarkError(f"scheme '{self.name}': an exact null does not refuse suspects ({refusal})")
-            return binomial_verdict(**common, null_rate=self.exact_null_rate(key),
-                                    null_source=self.exact_null_source(key), details=details)
+            return self.exact_verdict(evidence, key, alpha=alpha, tests=tests, details=details)
+        common = dict(scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
+                      total=evidence.total, alpha=alpha, tests=tests, evidence=evidence)
         details["null_controls"] = null.size
         return control_verdict(**common, control_counts=null.counts(key_indices(key)),
                                null_source=f"estimated on {null.describe()}", details=details, refusal=refusal)
+
+    def exact_verdict(self, evidence: Evidence, key: WatermarkKey, *, alpha: float = 1e-6, tests: int = 1,
+                      details: dict[str, Any] | None = None) -> Verdict:
+        """Where ``null_kind`` is "exact": the verdict on ``evidence`` (default: its count of
+        agreeing items against Binomial(items, :meth:`exact_null_rate`))."""
+        return binomial_verdict(scheme=self.name, statistic=self.statistic(key), matches=evidence.matches,
+                                total=evidence.total, alpha=alpha, tests=tests, evidence=evidence,
+                                null_rate=self.exact_null_rate(key), null_source=self.exact_null_source(key),
+                                details=details)
 
     def check_key(self, key: WatermarkKey) -> None:
         """:meth:`validate_key`, once per key contents (a verifier checks the same key many times)."""

@@ -13,14 +13,18 @@ accuracy is the model's; the cost is calibration. A student trained on these pro
 that, for a cell, the keyed class comes next; a model made any other way has no reason to.
 
 **Verification** queries the suspect's scores on the key's probe images (held-out images the
-owner's model assigned to cells at keygen) and counts the cells whose keyed class the suspect
-ranks first among the candidates outside {y, r}, averaged over the cell's probes.
+owner's model assigned to cells at keygen), averages each cell's log-probabilities over its
+probes, and finds where the suspect ranks the cell's keyed class among the candidates outside
+{y, r}. Each rank scores Fisher's points, ln(candidates/rank) (the −ln of the cell's p-value
+rank/candidates), in integer steps of 1/64; the verdict is on their sum. A thief that learned the
+mark partly, ranking keyed classes second or third where it misses the first, is scored for it.
 
 **The null is exact.** The keyed class of each cell is uniform over its K−2 candidates (K−1 in
 ``class`` cells) and drawn from secret randomness the suspect never saw, independently across
-cells; ties count against the key. A model not trained on the API's answers therefore ranks each
-keyed class first with probability at most 1/(K−2), independently across cells: Binomial(cells,
-1/(K−2)) bounds the count.
+cells; ties count against the key. For a model not trained on the API's answers, the keyed
+class's rank is therefore at least a uniform draw from 1..K−2 (K−1), independently across cells,
+and its points at most Fisher's points of that draw: the sum of independent uniform draws, whose
+tail is computed exactly by convolution, bounds the suspect's sum.
 
 **What it does not survive**, said in every verdict: a thief who trains on the API's labels only,
 or who flattens every probability but the top one, learns nothing of the mark; and a thief who
@@ -32,6 +36,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +46,7 @@ from nnmark.schemes.base import KeygenContext, WatermarkScheme, register_scheme,
 from nnmark.schemes.key import WatermarkKey
 from nnmark.schemes.trigger_set import check_images
 from nnmark.verification.evidence import Evidence
+from nnmark.verification.stats import Verdict, points_verdict
 from nnmark.verification.suspects import Suspect
 
 CELL_KINDS = ("runner-up", "class")
@@ -48,6 +54,9 @@ CELL_KINDS = ("runner-up", "class")
 # per top class, and too little to tell runner-up cells apart (docs/schemes/dark-knowledge.md).
 RUNNER_UP_FROM = 10_000
 NO_RUNNER_UP = -1  # a "class" cell: keyed by the top class alone
+# Fisher's points are counted in steps of 1/64: fine enough to keep every rank apart for up to a
+# few dozen candidates, coarse enough for an exact null by convolution in milliseconds.
+RANK_POINTS_SCALE = 64
 
 
 @dataclass
@@ -142,17 +151,33 @@ def distinct_images(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class CellEvidence(Evidence):
-    """Per counted cell: whether the suspect ranks the keyed class first among its candidates."""
+    """Per counted cell, where the suspect ranks the keyed class among the cell's candidates
+    (1 = first; a tie counts against the key). A hit is a cell ranked first."""
 
-    cell_hits: torch.Tensor
+    keyed_ranks: torch.Tensor
     probes_used: int
 
     @property
     def hits(self) -> torch.Tensor:
-        return self.cell_hits
+        return (self.keyed_ranks == 1).long()
 
     def facts(self) -> dict[str, Any]:
-        return {"cells": len(self.cell_hits), "probes_used": self.probes_used}
+        return {"cells": len(self.keyed_ranks), "cells_ranked_first": self.matches,
+                "median_keyed_rank": float(self.keyed_ranks.float().median()), "probes_used": self.probes_used}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "keyed_ranks": self.keyed_ranks.tolist()}
+
+    def render_html(self, key) -> str:
+        tops, runners, keyed = cells_of(key)
+        if len(tops) != len(self.keyed_ranks):
+            return ""
+        rows = "".join(
+            f"<tr><td>{t}</td><td>{'—' if r == NO_RUNNER_UP else r}</td><td>{k}</td><td>{rank}</td></tr>"
+            for t, r, k, rank in zip(tops.tolist(), runners.tolist(), keyed.tolist(), self.keyed_ranks.tolist()))
+        return (f"<h2>Cells</h2><p>Where the suspect ranks each cell's keyed class among its {candidate_count(key)} "
+                "candidates (1 = first; by chance every rank is equally likely).</p><table><tr><th>top class</th>"
+                f"<th>runner-up</th><th>keyed class</th><th>rank</th></tr>{rows}</table>")
 
 
 def suspect_scores(suspect: Suspect, images: torch.Tensor) -> torch.Tensor:
@@ -295,30 +320,55 @@ class DarkKnowledge(WatermarkScheme):
         log_probabilities = torch.log_softmax(scores, dim=1)
         probe_top, probe_runner = key.tensors["probe_top"], key.tensors["probe_runner_up"]
         tops, runners, keyed = cells_of(key)
-        hits = []
+        ranks = []
         for top, runner, target in zip(tops.tolist(), runners.tolist(), keyed.tolist()):
             mean = log_probabilities[(probe_top == top) & (probe_runner == runner)].mean(0)
             rivals = [c for c in range(key.num_classes) if c not in (top, runner, target)]
-            hits.append(bool((mean[target] > mean[rivals]).all()))  # a tie is not a hit
-        return CellEvidence(torch.tensor(hits, dtype=torch.long), sum(_probes_per_cell(key)))
+            ranks.append(1 + int((mean[rivals] >= mean[target]).sum()))  # a tie counts against the key
+        return CellEvidence(torch.tensor(ranks, dtype=torch.long), sum(_probes_per_cell(key)))
 
     def exact_null_rate(self, key: WatermarkKey) -> float:
-        return 1.0 / (key.num_classes - (2 if key.params["cells"] == "runner-up" else 1))
+        """The chance that a model made without the API ranks a cell's keyed class first."""
+        return 1.0 / candidate_count(key)
+
+    def exact_verdict(self, evidence: CellEvidence, key: WatermarkKey, *, alpha: float = 1e-6, tests: int = 1,
+                      details=None) -> Verdict:
+        candidates = candidate_count(key)
+        scale = rank_points(candidates)
+        return points_verdict(scheme=self.name, statistic=self.statistic(key),
+                              score=int(scale[evidence.keyed_ranks - 1].sum()), items=len(evidence.keyed_ranks),
+                              scale=scale, scale_words=f"{RANK_POINTS_SCALE:g}·ln({candidates}/rank) points, rank "
+                              f"uniform on 1..{candidates}", null_source=self.exact_null_source(key), alpha=alpha,
+                              tests=tests, details=details, evidence=evidence)
 
     def exact_null_source(self, key: WatermarkKey) -> str:
-        candidates = key.num_classes - (2 if key.params["cells"] == "runner-up" else 1)
-        return (f"exact: at most 1/{candidates} per cell (each keyed class drawn uniformly from its {candidates} "
-                "candidates by secret randomness, ties counted against the key); it proves extraction through the "
-                "API only. A thief who trained on the API's labels alone, or flattened all but its top probability, "
-                "carries no mark, and a copy of the weights never saw the API")
+        candidates = candidate_count(key)
+        return (f"exact: each keyed class was drawn uniformly from its cell's {candidates} candidates by secret "
+                "randomness, so where a model made without the API ranks it is uniform on 1.."
+                f"{candidates}, independently across cells (ties counted against the key); it proves extraction "
+                "through the API only. A thief who trained on the API's labels alone, or flattened all but its top "
+                "probability, carries no mark, and a copy of the weights never saw the API")
 
     def statistic(self, key: WatermarkKey) -> str:
-        return "cells whose keyed class the suspect ranks next"
+        return "points for where the suspect ranks each cell's keyed class (Fisher's ln(candidates/rank))"
 
     def key_summary(self, key: WatermarkKey) -> dict[str, Any]:
         counts = _probes_per_cell(key)
         return {"cells": len(counts), "kind": key.params["cells"], "probes": len(key.tensors["probes"]),
                 "fewest_probes_in_a_cell": min(counts)}
+
+
+def candidate_count(key: WatermarkKey) -> int:
+    """Classes a cell's keyed class was drawn from: all but the top (and the runner-up)."""
+    return key.num_classes - (2 if key.params["cells"] == "runner-up" else 1)
+
+
+def rank_points(candidates: int) -> np.ndarray:
+    """Points for ranking a keyed class 1st, 2nd, ... of ``candidates``: Fisher's −ln(p) for the
+    cell's p-value rank/candidates, in integer steps of 1/``RANK_POINTS_SCALE`` (rounded down, so
+    the points never rise with the rank and the exact null of their sum holds)."""
+    ranks = np.arange(1, candidates + 1)
+    return np.floor(RANK_POINTS_SCALE * np.log(candidates / ranks) + 1e-9).astype(np.int64)
 
 
 def _probes_per_cell(key: WatermarkKey) -> list[int]:

@@ -1,8 +1,10 @@
 """Decisions with their statistic, p-value and decision rule, under one of two kinds of null.
 
 * **exact**: the count of matching key items follows a known binomial under the null (random
-  labels, signs of random projections). The decision rule's false-positive rate is computed
-  exactly and printed.
+  labels, signs of random projections), or, for schemes that score each item on a scale, the
+  sum of the items' points is bounded by a sum of independent uniform draws from that scale
+  (:func:`points_verdict`). The decision rule's false-positive rate is computed exactly and
+  printed.
 * **estimated**: no model-free null exists (one-target trigger sets), so the null is measured on
   control models made without the key, with the *model* as the unit. Up to 1/(N+1) for N
   controls the p-value is a rank (conformal) p-value, exact when the suspect is exchangeable with
@@ -12,7 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,6 +59,8 @@ class Verdict:
     details: dict[str, Any] = field(default_factory=dict)
     # What the scheme read from the suspect (an nnmark.verification.evidence.Evidence), where known.
     evidence: Any = field(default=None, compare=False, repr=False)
+    # The null distribution in a few words ("Binomial(10, 0.1)"); "" for an estimated null.
+    null_law: str = ""
 
     @property
     def alpha_per_test(self) -> float:
@@ -130,7 +134,90 @@ def binomial_verdict(*, scheme: str, statistic: str, matches: int, total: int, n
     guarantee = (f"exact: a model made without the key is judged owned with probability {fpr:.3g}"
                  + (f" per test; at most {alpha:g} over the {tests} tests together" if tests > 1 else ""))
     return Verdict(scheme, statistic, matches, total, EXACT, null_source, p_value, alpha, threshold,
-                   fpr, p_value <= level, rule, guarantee, tests, null_rate, dict(details or {}), evidence)
+                   fpr, p_value <= level, rule, guarantee, tests, null_rate, dict(details or {}), evidence,
+                   f"Binomial({total}, {null_rate:.4g})")
+
+
+# Beyond this many (items × scale values × possible sums), about a second of convolution, the points'
+# tail is bounded by Chernoff's inequality instead (valid, and a little conservative).
+EXACT_CONVOLUTION_LIMIT = 1e9
+
+
+def points_tail(items: int, scale: np.ndarray) -> tuple[Callable[[int], float], str]:
+    """s ↦ P(S >= s), S the sum of ``items`` independent draws each uniform over the integer
+    ``scale`` (its entries equally likely; repeats allowed), and how it is computed.
+
+    Exact by convolution while that is cheap; past ``EXACT_CONVOLUTION_LIMIT``, Chernoff's bound
+    min_t E[exp(t(X − s/items))]^items, which is never below the exact tail."""
+    scale = np.asarray(scale, dtype=np.int64)
+    if scale.ndim != 1 or len(scale) < 2 or int(scale.min()) < 0:
+        raise ValueError("scale must hold at least two non-negative integers")
+    top = int(scale.max())
+    size = items * top + 1
+    if items * len(scale) * size <= EXACT_CONVOLUTION_LIMIT:
+        item = np.bincount(scale, minlength=top + 1) / len(scale)
+        pmf = np.zeros(size)
+        pmf[0] = 1.0
+        for done in range(items):
+            reach = done * top + 1
+            grown = np.zeros(size)
+            for value in np.nonzero(item)[0]:
+                grown[value:value + reach] += item[value] * pmf[:reach]
+            pmf = grown
+        # Summed from the top down, so that tiny tails keep their relative precision.
+        tails = np.minimum(np.cumsum(pmf[::-1])[::-1], 1.0)
+        tails[0] = 1.0
+        return (lambda s: float(tails[s]) if s < size else 0.0), "exact"
+    from scipy import optimize, special
+
+    values = scale.astype(float)
+    mean, spread = float(values.mean()), max(1.0, float(values.std()))
+
+    def log_bound(t: float, level: float) -> float:
+        return items * float(special.logsumexp(t * (values - level)) - np.log(len(values)))
+
+    def chernoff(s: int) -> float:
+        if s / items <= mean:
+            return 1.0
+        if s >= size:
+            return 0.0
+        fit = optimize.minimize_scalar(log_bound, bounds=(0.0, 50.0 / spread), args=(s / items,), method="bounded")
+        return min(1.0, float(np.exp(min(0.0, fit.fun))))
+
+    return chernoff, "Chernoff bound"
+
+
+def points_verdict(*, scheme: str, statistic: str, score: int, items: int, scale: np.ndarray, scale_words: str,
+                   null_source: str, alpha: float, tests: int = 1, details: dict[str, Any] | None = None,
+                   evidence: Any = None) -> Verdict:
+    """A verdict under an exact null where each of ``items`` key items scores points and, under the
+    null, each item's points are at most a uniform draw from ``scale``, independently. ``score``
+    is the suspect's total (the verdict's ``matches``); ``total`` is the most any suspect can
+    score. ``scale_words`` names the scale for the decision rule."""
+    check_test_settings(alpha, tests)
+    scale = np.asarray(scale, dtype=np.int64)
+    total = items * int(scale.max()) if items >= 1 and len(scale) else 0
+    if items < 1 or not 0 <= score <= total:
+        raise ValueError("need 0 <= score <= items * max(scale) and items >= 1")
+    level = alpha / tests
+    tail, method = points_tail(items, scale)
+    p_value = tail(score)
+    low, high = 0, total + 1  # the tail never rises with the score: bisect for the threshold
+    while low < high:
+        middle = (low + high) // 2
+        if tail(middle) <= level:
+            high = middle
+        else:
+            low = middle + 1
+    threshold = low
+    fpr = tail(threshold) if threshold <= total else 0.0
+    law = f"the sum of {items} independent draws of {scale_words}"
+    rule = f"owned iff points >= {threshold} of {total} (P[{law} >= points] <= {level:.3g}; {method})"
+    guarantee = ("exact: a model made without the key is judged owned with probability "
+                 + ("" if method == "exact" else "at most ") + f"{fpr:.3g}"
+                 + (f" per test; at most {alpha:g} over the {tests} tests together" if tests > 1 else ""))
+    return Verdict(scheme, statistic, score, total, EXACT, null_source, p_value, alpha, threshold, fpr,
+                   p_value <= level, rule, guarantee, tests, None, dict(details or {}), evidence, law)
 
 
 def _log_odds(counts: np.ndarray | int, total: int) -> np.ndarray:

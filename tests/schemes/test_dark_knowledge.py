@@ -12,7 +12,7 @@ from nnmark.attacks import AttackContext
 from nnmark.errors import NNMarkError
 from nnmark.models import LoadedModel, ModelSpec
 from nnmark.schemes import WatermarkKey, get_scheme
-from nnmark.schemes.dark_knowledge import DarkKnowledgeAPI, cells_of
+from nnmark.schemes.dark_knowledge import DarkKnowledgeAPI, cells_of, rank_points
 from nnmark.training.presets import preset
 from nnmark.verification.suspects import PredictorSuspect
 from nnmark.workflows.attack import attack_and_judge
@@ -88,11 +88,21 @@ def test_no_model_made_without_the_api_is_accused_and_the_null_bounds_them(reque
     suspects = [m for _, m in independent_models] + [c.model for c in nnmark_controls] + students
     verdicts = [verify_model(m, key) for m in suspects]
     assert len(verdicts) == 48 and not any(v.owned for v in verdicts)
-    matches, trials = sum(v.matches for v in verdicts), sum(v.total for v in verdicts)
-    bound = get_scheme("dark-knowledge").exact_null_rate(key)
-    assert bound == (1 / 9 if which == "class_key" else 1 / 8)
-    assert stats.binomtest(matches, trials, bound, alternative="greater").pvalue > 1e-3
     assert min(v.p_value for v in verdicts) > 1e-6
+    # Pooled over the 48 models, the cells are still independent trials of the null: neither the
+    # keyed classes ranked first nor the points of all ranks come out higher than it allows.
+    ranks = torch.cat([v.evidence.keyed_ranks for v in verdicts])
+    bound = get_scheme("dark-knowledge").exact_null_rate(key)
+    candidates = 9 if which == "class_key" else 8
+    assert bound == 1 / candidates
+    assert stats.binomtest(int((ranks == 1).sum()), len(ranks), bound, alternative="greater").pvalue > 1e-3
+    scale = rank_points(candidates)
+    points = scale[ranks.numpy() - 1]
+    assert sum(v.matches for v in verdicts) == int(points.sum())
+    # The models share one key, so their cells are not independent of each other's: a normal check
+    # of the mean, which correlated models would make fail more often, not less.
+    spread = scale.std() / len(points) ** 0.5
+    assert stats.norm.sf((points.mean() - scale.mean()) / spread) > 1e-3
 
 
 def _loaded(model, digits):
@@ -162,6 +172,7 @@ def test_a_constant_suspect_is_never_owned(digits, class_key):
 
     verdict = verify_model(Constant(), class_key)
     assert verdict.matches == 0 and not verdict.owned
+    assert verdict.evidence.keyed_ranks.tolist() == [9] * len(verdict.evidence.keyed_ranks)
 
 
 def test_keygen_serve_and_verify_over_http_from_the_command_line(tmp_path, digits_host, nnmark_controls):
@@ -185,7 +196,8 @@ def test_keygen_serve_and_verify_over_http_from_the_command_line(tmp_path, digit
     process, port = start_cli_server(str(tmp_path / "owner"), "--api-mark", str(tmp_path / "key"))
     try:
         served = runner.invoke(app, ["verify", "--key", str(tmp_path / "key"), "--endpoint",
-                                     f"http://127.0.0.1:{port}", "--model-name", "owner", "--json"])
+                                     f"http://127.0.0.1:{port}", "--model-name", "owner", "--json",
+                                     "--report", str(tmp_path / "report")])
     finally:
         stop(process)
     assert served.exit_code == 0, served.output
@@ -194,6 +206,11 @@ def test_keygen_serve_and_verify_over_http_from_the_command_line(tmp_path, digit
         result = runner.invoke(app, ["verify", "--model", str(tmp_path / name), "--key", str(tmp_path / "key"), "--json"])
         assert result.exit_code == 0, result.output
         records[name] = json.loads(result.output)
-    assert records["api"]["owned"] and records["api"]["matches"] == records["api"]["total"] == 10  # auto: class cells
+    evidence = records["api"]["evidence"]  # auto: class cells, every keyed class ranked first
+    assert records["api"]["owned"] and evidence["keyed_ranks"] == [1] * 10 and evidence["cells_ranked_first"] == 10
+    assert records["api"]["matches"] == records["api"]["total"] == 10 * rank_points(9)[0]
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert f"scored {records['api']['matches']} of the key's {records['api']['total']} points" in page
+    assert "<h2>Cells</h2>" in page and page.count("<td>1</td></tr>") == 10  # each keyed class ranked first
     assert not records["owner"]["owned"] and not records["independent"]["owned"]
     assert "labels alone" in records["api"]["null_source"]
