@@ -70,6 +70,16 @@ class OneTargetScheme(TriggerSetScheme):
         """Trigger images made from ``sources`` (N, C, H, W), and any secret tensors to keep."""
         raise NotImplementedError
 
+    def resolve_options(self, options: Any, target: int, context: KeygenContext,
+                        generator: torch.Generator) -> Any:
+        """``options`` with any choice left to the seed made, once the target is known (default: none)."""
+        return options
+
+    def may_carry_trigger(self, labels: torch.Tensor, options: Any) -> torch.Tensor:
+        """Which candidate images (their labels; the target class is already left out) a trigger
+        may be made from (default: every one)."""
+        return torch.ones(len(labels), dtype=torch.bool)
+
     def restamp(self, key: WatermarkKey, clean: torch.Tensor) -> torch.Tensor | None:
         """The triggers the key's stamp makes of ``clean`` (None where that cannot be recomputed)."""
         return None
@@ -88,13 +98,25 @@ class OneTargetScheme(TriggerSetScheme):
         if target >= context.num_classes:
             raise NNMarkError("target class out of range", field="target",
                               expected=f"0..{context.num_classes - 1}", got=target)
+        options = self.resolve_options(options, target, context, generator)
         candidates = distinct_indices(dataset.train_x, torch.nonzero(dataset.train_y != target).flatten())
         needed = options.size + options.probes
         if len(candidates) < needed:
             raise NNMarkError(f"dataset '{dataset.name}' has only {len(candidates)} distinct images outside "
                               "the target class", field="size + probes", expected=f"at most {len(candidates)}",
                               got=needed)
-        chosen = candidates[torch.randperm(len(candidates), generator=generator)[:needed]]
+        shuffled = candidates[torch.randperm(len(candidates), generator=generator)]
+        may_carry = self.may_carry_trigger(dataset.train_y[shuffled], options)
+        if int(may_carry.sum()) < options.size:
+            raise NNMarkError(f"dataset '{dataset.name}' has only {int(may_carry.sum())} distinct images a trigger "
+                              "may be made from", field="size", expected=f"at most {int(may_carry.sum())}",
+                              got=options.size)
+        # Triggers take the first images that may carry one, probes the first of the rest (where every
+        # image may, that is the first size + probes of one shuffle, as keys have always been drawn).
+        source_rows = torch.nonzero(may_carry).flatten()[:options.size]
+        rest = torch.ones(len(shuffled), dtype=torch.bool)
+        rest[source_rows] = False
+        chosen = torch.cat([shuffled[source_rows], shuffled[rest][:options.probes]])
         sources = dataset.train_x[chosen[:options.size]]
         triggers, extra = self.make_triggers(sources, context, options, generator)
         tensors = {"inputs": triggers.clamp(0, 1).float().contiguous(),

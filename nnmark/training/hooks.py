@@ -14,7 +14,8 @@ class StepOutputs:
     ``inputs`` is the whole batch as the model saw it: the ``data_count`` data samples first,
     then every hook's mixed-in samples in hook order; ``logits`` has one row per input.
     ``features`` maps each layer name a hook asked for (:meth:`TrainingHook.feature_layers`) to
-    that layer's output for the whole batch (with its gradient).
+    that layer's output for the whole batch (with its gradient). ``mixed_in`` says which rows each
+    hook's own samples took (:meth:`rows_of`).
     """
 
     inputs: torch.Tensor
@@ -23,6 +24,11 @@ class StepOutputs:
     data_count: int
     step: int
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    mixed_in: dict[int, slice] = field(default_factory=dict)
+
+    def rows_of(self, hook: "TrainingHook") -> slice | None:
+        """The rows of the batch that ``hook``'s :meth:`TrainingHook.extra_samples` filled this step."""
+        return self.mixed_in.get(id(hook))
 
 
 class TrainingHook:

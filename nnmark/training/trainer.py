@@ -223,7 +223,13 @@ def fit(
 def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format, captured):
     """``network`` runs the forward pass (the DDP wrapper when data-parallel); hooks see the bare
     ``model``. ``captured`` is filled by forward hooks on the layers hooks asked to read."""
-    extras = [sample for hook in hooks if (sample := hook.extra_samples(step)) is not None]
+    extras, mixed_in, offset = [], {}, len(y)
+    for hook in hooks:
+        sample = hook.extra_samples(step)
+        if sample is not None:
+            extras.append(sample)
+            mixed_in[id(hook)] = slice(offset, offset + len(sample[1]))
+            offset += len(sample[1])
     batch_inputs = torch.cat([x] + [ex for ex, _ in extras]) if extras else x
     batch_inputs = batch_inputs.contiguous(memory_format=memory_format)
     captured.clear()
@@ -240,7 +246,7 @@ def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, devi
         loss = loss + F.cross_entropy(part, extra_y, reduction="sum")
         offset += len(extra_y)
     loss = loss / offset
-    outputs = StepOutputs(batch_inputs, y, logits, count, step, dict(captured))
+    outputs = StepOutputs(batch_inputs, y, logits, count, step, dict(captured), mixed_in)
     for hook in hooks:
         term = hook.extra_loss(model, outputs)
         if term is not None:

@@ -26,7 +26,7 @@ SMALL_OPTIONS = {
     "uchida": {"bits": 16},
     "encoder-decoder": {"size": 12, "probes": 12, "epochs": 1, "blocks": 1, "width": 4, "content": "pixel"},
     "frontier": {"size": 12, "epsilon": 0.2},
-    **{name: {"size": 12, "probes": 12} for name in ("content", "noise", "trojan", "unrelated")},
+    **{name: {"size": 12, "probes": 12} for name in ("content", "ewe", "noise", "trojan", "unrelated")},
     "dawn": {"rate": 0.1},
 }
 

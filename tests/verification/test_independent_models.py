@@ -20,7 +20,7 @@ from nnmark.verification.stats import decision_threshold
 pytestmark = pytest.mark.slow
 
 ONE_TARGET = {
-    "noise": {}, "content": {}, "trojan": {}, "unrelated": {},
+    "noise": {}, "content": {}, "trojan": {}, "unrelated": {}, "ewe": {},
     "encoder-decoder": {"epochs": 1, "blocks": 1, "width": 4, "decoder_size": 1, "content": "pixel"},
 }
 
