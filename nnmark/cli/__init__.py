@@ -516,10 +516,11 @@ def serve(
     port: int = typer.Option(8080, "--port"),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL of a single model "
                                                                         "(default: the directory or file name)."),
-    api_mark: Optional[Path] = typer.Option(None, "--api-mark", "--dawn",
-                                            help="A key whose mark the API carries (one model): dawn (a keyed share "
-                                                 "of answers wrong; needs --query-log) or dark-knowledge (a keyed "
-                                                 "class second in every answer's probabilities)."),
+    api_mark: Optional[list[Path]] = typer.Option(None, "--api-mark", "--dawn",
+                                                  help="A key whose mark the API carries (one model; repeat it to "
+                                                       "stack a dawn and a dark-knowledge key): dawn (a keyed share "
+                                                       "of answers wrong; needs --query-log) or dark-knowledge (a "
+                                                       "keyed class second in every answer's probabilities)."),
     query_log: Optional[Path] = typer.Option(None, "--query-log", help="Record every request's images in this "
                                                                        "directory (what `nnmark dawn derive` reads)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive."),
@@ -531,16 +532,17 @@ def serve(
 
     from nnmark.serving.runtime import load_served, run_server, server_settings
 
-    if len(models) > 1 and (model_name is not None or api_mark is not None):
+    api_mark = list(api_mark or [])
+    if len(models) > 1 and (model_name is not None or api_mark):
         raise NNMarkError("--model-name and --api-mark apply to a single model; several are served under their own "
                           "names", field="--model-name/--api-mark")
     for model in models:
         load_served(model, api_mark)  # every problem with a model or the key is reported here, before a server starts
-    if api_mark is not None and query_log is None:
+    if api_mark and query_log is None:
         from nnmark.schemes.base import get_scheme
         from nnmark.schemes.key import load_key
 
-        if get_scheme(load_key(api_mark).scheme).needs_query_log:
+        if any(get_scheme(load_key(path).scheme).needs_query_log for path in api_mark):
             raise NNMarkError("a DAWN API needs --query-log: its marks can only ever be verified from the log of the "
                               "queries it answered", field="--query-log")
     if query_log is not None:
@@ -562,7 +564,7 @@ def serve(
             probe.bind((host, port))
         except OSError as exc:
             raise NNMarkError(f"cannot listen on {host}:{port} ({exc.strerror})", field="--port") from None
-    settings, model_settings = server_settings(list(zip(models, names)), host=host, port=port, api_key=api_mark,
+    settings, model_settings = server_settings(list(zip(models, names)), host=host, port=port, api_key=api_mark or None,
                                                query_log=query_log, verbose=verbose)
     urls = ", ".join(f"http://{host}:{port}/v2/models/{name}/infer" for name in names)
     asyncio.run(run_server(settings, model_settings, body_timeout=body_timeout,

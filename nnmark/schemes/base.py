@@ -114,6 +114,10 @@ class WatermarkScheme(ABC):
     # and the thief `nnmark demo` lets extract a model through the API (the one the scheme catches).
     needs_query_log: ClassVar[bool] = False
     demo_thief: ClassVar[dict[str, Any] | None] = None
+    # Where ``marks_the_api``: True where the API changes which class it answers (DAWN), False where
+    # it only reshapes the probabilities around the model's own top class (dark-knowledge). Stacked
+    # APIs (:func:`stacked_api`) put the label marks outermost, so the others key off the model's answer.
+    api_changes_labels: ClassVar[bool] = False
 
     def requirements(self, options: Any) -> frozenset[str]:
         """What keygen needs with these options (default: ``needs``)."""
@@ -297,6 +301,31 @@ def register_scheme(name: str):
 
 def get_scheme(name: str) -> WatermarkScheme:
     return SCHEMES.get(name)()
+
+
+def stacked_api(model: Any, keys: list[WatermarkKey]) -> Any:
+    """``model`` as an API carrying every key's mark at once (say dark-knowledge, which catches
+    distillers of the probabilities, and DAWN, which catches fitters of the labels).
+
+    Marks that only reshape probabilities go inside and label marks outside, so each mark is
+    decided by the model's own top class as it would be alone: a DAWN verification key derived
+    with the bare model matches the stacked API's answers, and dark-knowledge cells are those
+    of the model. Two keys of one scheme are refused (their marks would fight over the same answers)."""
+    if not keys:
+        raise NNMarkError("no API key given", field="--api-mark")
+    schemes = [key.scheme for key in keys]
+    repeated = sorted({name for name in schemes if schemes.count(name) > 1})
+    if repeated:
+        raise NNMarkError(f"two '{repeated[0]}' keys: an API carries one mark of each scheme", field="--api-mark")
+    implementations = [get_scheme(name) for name in schemes]
+    for key, implementation in zip(keys, implementations):
+        if not implementation.marks_the_api:
+            raise NNMarkError(f"is a '{key.scheme}' key, whose mark is in the model: serve the marked model itself",
+                              field="--api-mark", expected="dawn or dark-knowledge keys")
+    api = model
+    for key, implementation in sorted(zip(keys, implementations), key=lambda pair: pair[1].api_changes_labels):
+        api = implementation.serving_api(api, key)
+    return api
 
 
 def key_indices(key: WatermarkKey) -> list[int] | None:

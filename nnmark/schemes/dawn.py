@@ -168,6 +168,7 @@ class Dawn(TriggerSetScheme):
     item_tensors = ("inputs", "labels")
     marks_the_api = True  # the model is never changed: the serving endpoint carries the mark
     needs_query_log = True
+    api_changes_labels = True
     # Label-only extraction trained until it reproduces the API's answers on its queries.
     demo_thief = {"attack": "distill", "strength": 60, "settings": {"answers": "labels", "schedule": "constant"},
                   "escapes": "a thief that distils the API's probabilities for a few epochs instead of fitting its "

@@ -3,6 +3,7 @@ in a ``model-settings.json``). Imported only by MLServer, so nnmark itself never
 from __future__ import annotations
 
 import asyncio
+import json
 
 import numpy as np
 import torch
@@ -16,11 +17,14 @@ from nnmark.serving.runtime import CLIENT_HEADER, load_served
 
 class NNMarkRuntime(MLModel):
     """Serves ``parameters.uri`` (a model directory or an ONNX file). ``parameters.extra``:
-    ``api_key`` (answer through a marked API: dawn, dark-knowledge) and ``query_log`` (record every request first)."""
+    ``api_keys`` (a JSON list of keys whose marks the API carries: dawn, dark-knowledge) and ``query_log``
+    (record every request first)."""
 
     async def load(self) -> bool:
         extra = (self.settings.parameters.extra or {}) if self.settings.parameters else {}
-        self.served = load_served(self.settings.parameters.uri, extra.get("api_key", extra.get("dawn_key")))  # dawn_key: settings from before --api-mark
+        # api_key and dawn_key: one key, in settings written before several could be stacked
+        keys = json.loads(extra["api_keys"]) if "api_keys" in extra else extra.get("api_key", extra.get("dawn_key"))
+        self.served = load_served(self.settings.parameters.uri, keys)
         self.query_log = None
         if extra.get("query_log"):
             from nnmark.serving.query_log import QueryLog

@@ -48,13 +48,14 @@ class ServedModel:
     model: Any = None  # the module, for the query log's DAWN use
 
 
-def load_served(uri: str | Path, api_key: str | Path | None = None) -> ServedModel:
+def load_served(uri: str | Path, api_key: str | Path | list[str | Path] | None = None) -> ServedModel:
     """A model directory of ours or an ONNX file, ready to answer batches of images in [0, 1].
-    With ``api_key`` (a key of a scheme the API carries: dawn, dark-knowledge), a model directory
-    answers through that scheme's ``serving_api``."""
+    With ``api_key`` (one key, or a list, of the schemes the API carries: dawn, dark-knowledge),
+    a model directory answers through those schemes' APIs (:func:`~nnmark.schemes.base.stacked_api`)."""
     path = Path(uri)
+    api_keys = [] if api_key is None else [api_key] if isinstance(api_key, (str, Path)) else list(api_key)
     if path.suffix.lower() == ".onnx":
-        if api_key is not None:
+        if api_keys:
             raise NNMarkError("a marked API needs a model directory of ours, not an ONNX file", path=path,
                               field="--api-mark")
         return _served_onnx(path)
@@ -62,18 +63,21 @@ def load_served(uri: str | Path, api_key: str | Path | None = None) -> ServedMod
 
     loaded = load_model(path)
     module = loaded.model
-    if api_key is not None:
-        from nnmark.schemes.base import get_scheme
+    if api_keys:
+        from nnmark.schemes.base import get_scheme, stacked_api
         from nnmark.schemes.key import load_key
 
-        key = load_key(api_key)
-        implementation = get_scheme(key.scheme)
-        if not implementation.marks_the_api:
-            raise NNMarkError(f"is a '{key.scheme}' key, whose mark is in the model: serve the marked model itself",
-                              path=api_key, field="--api-mark", expected="a dawn or dark-knowledge key")
-        implementation.check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
-                                  f"the model (key {api_key})")
-        module = implementation.serving_api(loaded.model, key)
+        keys = []
+        for key_path in api_keys:
+            key = load_key(key_path)
+            implementation = get_scheme(key.scheme)
+            if not implementation.marks_the_api:
+                raise NNMarkError(f"is a '{key.scheme}' key, whose mark is in the model: serve the marked model "
+                                  "itself", path=key_path, field="--api-mark", expected="a dawn or dark-knowledge key")
+            implementation.check_fits(key, loaded.spec.num_classes, tuple(loaded.spec.input_shape),
+                                      f"the model (key {key_path})")
+            keys.append(key)
+        module = stacked_api(loaded.model, keys)
     module.eval()
 
     def predict(batch: np.ndarray) -> np.ndarray:
@@ -257,7 +261,7 @@ def _protocol_errors(send):
 
 
 def server_settings(models: list[tuple[str | Path, str]], *, host: str = "127.0.0.1", port: int = 8080,
-                    grpc_port: int = 0, api_key: str | Path | None = None,
+                    grpc_port: int = 0, api_key: str | Path | list[str | Path] | None = None,
                     query_log: str | Path | None = None, verbose: bool = False):
     """MLServer's server settings, and the model settings for serving each ``(uri, name)`` as
     version 1 of ``name``."""
@@ -267,8 +271,11 @@ def server_settings(models: list[tuple[str | Path, str]], *, host: str = "127.0.
                         metrics_endpoint=None, debug=verbose, server_name="nnmark",
                         extensions=["binary_tensor_data"], load_models_at_startup=False,
                         model_repository_root=str(Path(models[0][0]).resolve().parent))
-    extra = {key: str(value) for key, value in (("api_key", api_key), ("query_log", query_log))
-             if value is not None}
+    extra = {key: str(value) for key, value in (("query_log", query_log),) if value is not None}
+    if api_key is not None:
+        paths = [api_key] if isinstance(api_key, (str, Path)) else list(api_key)
+        if paths:
+            extra["api_keys"] = json.dumps([str(path) for path in paths])
     served = [ModelSettings(name=name, implementation="nnmark.serving.mlserver_runtime.NNMarkRuntime",
                             versions=["1"], platform="nnmark",
                             parameters=ModelParameters(uri=str(uri), version="1", extra=extra))
