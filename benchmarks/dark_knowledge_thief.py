@@ -17,6 +17,12 @@ With ``--transfer-data cifar10`` (from ``--data-dir``) the thieves also include 
 50,000 CIFAR-10 training images at the victim's size, the out-of-domain thief of Knockoff Nets, in
 grey and as edge maps (bright strokes on black, which steal a pen-stroke model better);
 ``--thieves transfer`` runs only those.
+
+With ``--with-dawn`` the API also carries a fresh DAWN key per key (``stacked_api``; rate 0.05),
+and each thief is judged by both marks: its DAWN key is derived from the API's log of that
+thief's queries. The table then adds DAWN's verdicts and those owned by either mark.
+
+    python3 benchmarks/dark_knowledge_thief.py --keys 3 --with-dawn
 """
 from __future__ import annotations
 
@@ -28,11 +34,12 @@ from types import SimpleNamespace
 from scipy import stats
 
 from nnmark.api import generate_key, train_model, verify_model
-from nnmark.attacks import AttackContext
+from nnmark.attacks import AttackContext, get_attack
 from nnmark.data import load_dataset
-from nnmark.schemes.base import get_scheme
+from nnmark.schemes.base import get_scheme, stacked_api
+from nnmark.schemes.dawn import derive_key
 from nnmark.training.presets import preset
-from nnmark.workflows.attack import attack_and_judge
+from nnmark.workflows.attack import attack_and_judge, judge_model
 
 # (label, attack, strength, settings): the distill settings the adaptive bench searches, plus
 # longer training, labels only, and out-of-domain queries.
@@ -83,6 +90,8 @@ def main() -> None:
     parser.add_argument("--transfer-data", default=None, help="A dataset of another domain for knockoff (e.g. cifar10).")
     parser.add_argument("--owner-cache", default=None, help="Model directory: load the owner from it, or save it "
                                                             "there after training (so a re-run does not retrain).")
+    parser.add_argument("--with-dawn", action="store_true", help="Stack a DAWN key on each API and judge every "
+                                                                  "thief by both marks.")
     args = parser.parse_args()
     started = time.perf_counter()
     data = load_dataset(args.dataset, args.data_dir)
@@ -101,21 +110,36 @@ def main() -> None:
           f"mass {args.mass or 'default'}; "
           f"{args.keys} fresh keys; thieves query {round(0.3 * len(data.train_y))} training images")
     rows = {label: [] for label, *_ in chosen}
+    dawn_rows = {label: [] for label, *_ in chosen}
     for index in range(args.keys):
         key = generate_key("dark-knowledge", num_classes=data.num_classes, input_shape=data.input_shape,
                            dataset=data, classifier=owner.model, options={"cells": args.cells, **({"mass": args.mass} if args.mass else {})})
-        api = scheme.serving_api(owner.model, key)
+        dawn_key = generate_key("dawn", num_classes=data.num_classes, input_shape=data.input_shape,
+                                options={"rate": 0.05}) if args.with_dawn else None
+        api = scheme.serving_api(owner.model, key) if dawn_key is None else stacked_api(owner.model, [key, dawn_key])
         for label, attack, strength, settings in chosen:
             context = AttackContext(data.subset(0.3, seed=7 + index), owner.spec, seed=index, settings=dict(settings),
                                     transfer=transfer)
-            outcome = attack_and_judge(api, key, attack, context, strength=strength, test_data=data)
-            after = outcome.after
-            ranks = verify_model(outcome.attacked, key).evidence.keyed_ranks.tolist()
+            dawn_words = ""
+            if dawn_key is None:
+                outcome = attack_and_judge(api, key, attack, context, strength=strength, test_data=data)
+                after, attacked = outcome.after, outcome.attacked
+            else:  # one thief through the stacked API, judged by each mark
+                api.log.clear()
+                api.keep_log = True
+                attacked = get_attack(attack).apply(api, strength, context)
+                api.keep_log = False
+                after = judge_model(attacked, key, data)
+                dawn_after = judge_model(attacked, derive_key(dawn_key, owner.model, api.queries()), data)
+                dawn_rows[label].append(dawn_after)
+                dawn_words = (f"; DAWN {dawn_after.matches}/{dawn_after.total} marked answers, p "
+                              f"{dawn_after.p_value:.2g}, {'owned' if dawn_after.owned else 'not owned'}")
+            ranks = verify_model(attacked, key).evidence.keyed_ranks.tolist()
             rows[label].append(after)
             print(f"  key {index}: {label}: {after.facts['cells_ranked_first']}/{after.facts['cells']} ranked next, "
                   f"{after.matches}/{after.total} points, p {after.p_value:.2g}, "
                   f"{'owned' if after.owned else 'not owned'}, {100 * after.test_accuracy:.1f}%; keyed ranks "
-                  f"{ranks}", flush=True)
+                  f"{ranks}{dawn_words}", flush=True)
     print()
     print("| thief | owned at 1e-6 (95% CI) | cells ranked next | median rank | largest p | thief accuracy (mean, min) |")
     print("|---|---|---|---|---|---|")
@@ -129,6 +153,17 @@ def main() -> None:
               f"{max(v.facts['cells_ranked_first'] for v in verdicts)} of {verdicts[0].facts['cells']} | "
               f"{min(medians):g}–{max(medians):g} | "
               f"{max(v.p_value for v in verdicts):.2g} | {statistics.mean(accuracy):.1f}%, {min(accuracy):.1f}% |")
+    if args.with_dawn:
+        print()
+        print("| thief | dark-knowledge owned | DAWN owned | owned by either (95% CI) | largest DAWN p |")
+        print("|---|---|---|---|---|")
+        for label, verdicts in rows.items():
+            dawn = dawn_rows[label]
+            either = sum(a.owned or b.owned for a, b in zip(verdicts, dawn))
+            interval = stats.binomtest(either, len(dawn)).proportion_ci(method="exact")
+            print(f"| {label} | {sum(v.owned for v in verdicts)}/{len(verdicts)} | {sum(v.owned for v in dawn)}/"
+                  f"{len(dawn)} | {either}/{len(dawn)} ({100 * interval.low:.0f}–{100 * interval.high:.0f}%) | "
+                  f"{max(v.p_value for v in dawn):.2g} |")
     print(f"\nowner {100 * owner.test_accuracy:.1f}%; {time.perf_counter() - started:.0f} s")
 
 

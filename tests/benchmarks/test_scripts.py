@@ -20,7 +20,7 @@ SCRIPTS = {
     "null_audit.py": ["--simulate", "--trials", "50"],
     "train_throughput.py": ["--steps", "1", "--batch", "16", "--workers", "0"],
     "dawn_thief.py": ["--secrets", "1", "--epochs", "1", "--owner-epochs", "1"],
-    "dark_knowledge_thief.py": ["--keys", "1", "--owner-epochs", "1", "--thieves", "1"],
+    "dark_knowledge_thief.py": ["--keys", "1", "--owner-epochs", "1", "--thieves", "1", "--with-dawn"],
     "rank_statistic_power.py": ["--thieves", "50"],
     "embedding_cost.py": ["--seeds", "1", "--epochs", "1", "--schemes", "adi,dark-knowledge", "--out", "cost"],
     "startup.py": ["--runs", "1", "--cases", "help,version"],
