@@ -162,6 +162,9 @@ def _keygen_command(scheme_name: str, scheme_cls):
                           f"{most} of its triggers there")
         save_key(key, out, force=force)
         console.print(f"wrote {scheme_name} key to {out}")
+        warning = scheme_cls().key_summary(key).get("warning")
+        if warning:
+            err_console.print(f"[bold yellow]warning:[/] {warning}")
         console.print(f"commitment (SHA-256): [bold]{key.commitment}[/]")
         console.print("Publish or timestamp the commitment now; keep the key directory secret.")
         if seed is not None:

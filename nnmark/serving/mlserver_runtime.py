@@ -23,7 +23,17 @@ class NNMarkRuntime(MLModel):
     async def load(self) -> bool:
         extra = (self.settings.parameters.extra or {}) if self.settings.parameters else {}
         # api_key and dawn_key: one key, in settings written before several could be stacked
-        keys = json.loads(extra["api_keys"]) if "api_keys" in extra else extra.get("api_key", extra.get("dawn_key"))
+        keys = extra.get("api_key", extra.get("dawn_key"))
+        if "api_keys" in extra:
+            try:
+                keys = json.loads(extra["api_keys"])
+            except json.JSONDecodeError:
+                keys = None
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                from nnmark.errors import NNMarkError
+
+                raise NNMarkError("must be a JSON list of key paths, as a string", field="parameters.extra.api_keys",
+                                  got=extra["api_keys"])
         self.served = load_served(self.settings.parameters.uri, keys)
         self.query_log = None
         if extra.get("query_log"):

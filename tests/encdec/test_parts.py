@@ -145,3 +145,21 @@ def test_trojan_baseline_is_detected(digits):
     with torch.no_grad():
         result = decoding_success(lambda x: detector(x) > 0, digits.test_x, trojan_stamp(digits.test_x))
     assert result["decoding_success"] > 0.95
+
+
+def test_keygen_trains_afresh_below_the_decoding_bar_and_warns_when_it_never_reaches_it(digits):
+    from nnmark.api import generate_key
+    from nnmark.schemes import get_scheme
+
+    tiny = {"size": 12, "probes": 12, "epochs": 1, "blocks": 1, "width": 4, "decoder_size": 1, "content": "pixel"}
+    make = lambda **options: generate_key("encoder-decoder", num_classes=10, input_shape=digits.input_shape,  # noqa: E731
+                                          dataset=digits, seed=5, options={**tiny, **options})
+    unreachable = make(min_decoding=1.0, attempts=2).params["quality"]
+    assert unreachable["attempts"] == 2 and "below 100%" in unreachable["warning"]
+    first = make(min_decoding=0.0, attempts=3)
+    assert first.params["quality"]["attempts"] == 1 and "warning" not in first.params["quality"]
+    assert get_scheme("encoder-decoder").key_summary(first)["attempts"] == 1
+    # the first attempt is the key the same seed always gave
+    same = make(min_decoding=0.0, attempts=1)
+    decoder = sorted(k for k in first.tensors if k.startswith("decoder."))
+    assert decoder and all(torch.equal(same.tensors[k], first.tensors[k]) for k in decoder)

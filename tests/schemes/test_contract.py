@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow  # every test here uses a model trained for it
 SMALL_OPTIONS = {
     "adi": {"size": 12},
     "uchida": {"bits": 16},
-    "encoder-decoder": {"size": 12, "probes": 12, "epochs": 1, "blocks": 1, "width": 4, "content": "pixel"},
+    "encoder-decoder": {"size": 12, "probes": 12, "epochs": 1, "blocks": 1, "width": 4, "content": "pixel",
+                        "attempts": 1},
     "frontier": {"size": 12, "epsilon": 0.2},
     **{name: {"size": 12, "probes": 12} for name in ("content", "ewe", "noise", "trojan", "unrelated")},
     "dawn": {"rate": 0.1},

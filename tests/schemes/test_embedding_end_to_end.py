@@ -29,7 +29,7 @@ def control(digits_host):
 
 
 # Shorter keygen where a scheme trains something for its key (the mark is learnt all the same).
-KEY_OPTIONS = {"encoder-decoder": {"epochs": 4, "blocks": 2}}
+KEY_OPTIONS = {"encoder-decoder": {"epochs": 4, "blocks": 2, "attempts": 1}}
 
 
 # frontier stitching marks the trained model its key was made from (tests/schemes/test_frontier.py);

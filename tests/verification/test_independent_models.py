@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 ONE_TARGET = {
     "noise": {}, "content": {}, "trojan": {}, "unrelated": {}, "ewe": {},
-    "encoder-decoder": {"epochs": 1, "blocks": 1, "width": 4, "decoder_size": 1, "content": "pixel"},
+    "encoder-decoder": {"epochs": 1, "blocks": 1, "width": 4, "decoder_size": 1, "content": "pixel",
+                        "attempts": 1},
 }
 
 
