@@ -89,3 +89,31 @@ def train_same_architecture(dataset, count: int = 6) -> list[nn.Module]:
             optimiser.step()
         models.append(model.eval())
     return models
+
+
+def distil_from_independent_teacher(teacher: nn.Module, dataset, count: int = 2, epochs: int = 10
+                                    ) -> list[tuple[str, nn.Module]]:
+    """Students of ``teacher`` (a model made without any key), trained by a plain loop on its
+    softmax over the training images: extracted models that are still innocent of the owner."""
+    recipes = architectures(dataset.num_classes, dataset.input_shape)
+    with torch.no_grad():
+        soft = torch.softmax(teacher(dataset.train_x), dim=1)
+    students = []
+    for index in range(count):
+        name, build, _, _ = recipes[(5 + index) % len(recipes)]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(9500 + index)
+            student = build()
+        optimiser = torch.optim.Adam(student.parameters(), lr=0.003)
+        generator = torch.Generator().manual_seed(9500 + index)
+        student.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(soft), generator=generator)
+            for start in range(0, len(order), 64):
+                batch = order[start:start + 64]
+                optimiser.zero_grad()
+                log_p = torch.log_softmax(student(dataset.train_x[batch]), dim=1)
+                (-(soft[batch] * log_p).sum(1).mean()).backward()
+                optimiser.step()
+        students.append((f"{name} distilled from an independent teacher", student.eval()))
+    return students

@@ -80,6 +80,9 @@ class WatermarkScheme(ABC):
     # True where the key is made from the very model it then marks (its "classifier" is the model
     # to mark, not just a source of features): nothing may train a stand-in for it.
     keys_the_marked_model: ClassVar[bool] = False
+    # True where nothing at all goes into the model (a fingerprint): ``hooks`` refuse, and
+    # ``embed_trained`` hands the model back as it was.
+    embeds_nothing: ClassVar[bool] = False
     # True where the mark is carried by the serving API's answers, not by the model (DAWN): only
     # extraction through the API can take it, and verification keys are derived from the API's log.
     marks_the_api: ClassVar[bool] = False

@@ -34,8 +34,9 @@ KEY_OPTIONS = {"encoder-decoder": {"epochs": 4, "blocks": 2, "attempts": 1}}
 
 # frontier stitching marks the trained model its key was made from (tests/schemes/test_frontier.py);
 # dawn and dark-knowledge put nothing into the model, its API carries the mark (tests/schemes/test_dawn.py,
-# tests/schemes/test_dark_knowledge.py).
-@pytest.mark.parametrize("name", [n for n in SCHEMES.names() if n != "frontier" and not get_scheme(n).marks_the_api])
+# tests/schemes/test_dark_knowledge.py); a fingerprint puts nothing into it at all (tests/schemes/test_fingerprint.py).
+@pytest.mark.parametrize("name", [n for n in SCHEMES.names() if n != "frontier" and not get_scheme(n).marks_the_api
+                                  and not get_scheme(n).embeds_nothing])
 def test_scheme_embeds_and_control_is_not_owned(name, digits, spec, control, nnmark_controls, screening_models):
     scheme = get_scheme(name)
     # the documented workflow: one-target keys take a target keyless models rarely send triggers to

@@ -72,3 +72,24 @@ def test_uchida_exact_null_holds_for_independently_trained_networks(digits):
         verdicts += [verify_model(model, key) for model in models]
     result = audit(verdicts, decision_threshold(256, 0.5, 0.01)[1])
     assert result["owned_at_1e-6"] == 0 and result["owned_at_0.01"] <= result["allowed_at_0.01"], result
+
+
+def test_fingerprint_null_holds_for_independent_and_innocently_distilled_models(digits, digits_host, nnmark_controls,
+                                                                                independent_models):
+    """The fingerprint's hardest innocents: models of the owner's data from other seeds and
+    architectures, and models distilled from an independent teacher (extracted, but not from the owner)."""
+    from tests.independent import distil_from_independent_teacher
+
+    suspects = [model for _, model in independent_models]
+    suspects += [model for _, model in distil_from_independent_teacher(independent_models[6][1], digits)]
+    verdicts = []
+    for index in range(3):
+        key = generate_key("fingerprint", num_classes=10, input_shape=digits.input_shape, dataset=digits,
+                           classifier=digits_host.model, seed=4000 + index,
+                           options={"candidates": 200, "surrogates": 2, "references": 2, "epochs": 4, "steps": 30})
+        null = measure_null(key, nnmark_controls)
+        verdicts += [verify_model(model, key, null=null) for model in suspects]
+    result = audit(verdicts, 0.01)
+    assert result["pairs"] == 78
+    assert result["owned_at_1e-6"] == 0, result
+    assert result["owned_at_0.01"] <= result["allowed_at_0.01"], result
