@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--owner-epochs", type=int, default=20)
     parser.add_argument("--controls", type=int, default=20)
     parser.add_argument("--innocents", type=int, default=3, help="Same-architecture models from other seeds.")
+    parser.add_argument("--thief-epochs", type=int, default=None, help="Train every thief this many epochs "
+                                                                         "(default: each its own).")
     parser.add_argument("--options", default=None, help="Keygen options, name=value,... (default: the scheme's).")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -61,11 +63,11 @@ def main() -> None:
     suspects = []
     for label, settings, epochs in THIEVES:
         context = AttackContext(data.subset(0.3, seed=7), owner.spec, seed=3, settings=dict(settings))
-        suspects.append((label, get_attack("distill").apply(owner.model, epochs, context)))
+        suspects.append((label, get_attack("distill").apply(owner.model, args.thief_epochs or epochs, context)))
     suspects += [(f"innocent: small-cnn, seed {50 + i}", m.model) for i, m in enumerate(innocents)]
     context = AttackContext(data.subset(0.3, seed=7), owner.spec, seed=3, settings={"schedule": "constant"})
-    suspects.append(("innocent: distilled from the seed-50 model", get_attack("distill").apply(innocents[0].model, 30,
-                                                                                              context)))
+    suspects.append(("innocent: distilled from the seed-50 model",
+                     get_attack("distill").apply(innocents[0].model, args.thief_epochs or 30, context)))
     controls = train_controls(data, args.controls, epochs=4, seed=700)
     print(f"{data.name}: owner {100 * owner.test_accuracy:.1f}%; {args.keys} keys; options {parse_options(args.options)}")
     rows: dict[str, list] = {label: [] for label, _ in suspects}

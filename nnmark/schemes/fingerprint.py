@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
