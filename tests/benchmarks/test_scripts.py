@@ -22,7 +22,7 @@ SCRIPTS = {
     "dawn_thief.py": ["--secrets", "1", "--epochs", "1", "--owner-epochs", "1"],
     "dark_knowledge_thief.py": ["--keys", "1", "--owner-epochs", "1", "--thieves", "1", "--with-dawn"],
     "rank_statistic_power.py": ["--thieves", "50"],
-    "fingerprint_thief.py": ["--keys", "1", "--owner-epochs", "1", "--controls", "3", "--innocents", "1", "--thief-epochs", "1",
+    "fingerprint_thief.py": ["--keys", "1", "--owner-epochs", "1", "--controls", "10", "--innocents", "1", "--thief-epochs", "1",
                              "--options", "size=10,candidates=40,surrogates=1,references=1,epochs=1,steps=5"],
     "embedding_cost.py": ["--seeds", "1", "--epochs", "1", "--schemes", "adi,dark-knowledge", "--out", "cost"],
     "startup.py": ["--runs", "1", "--cases", "help,version"],
