@@ -13,6 +13,8 @@ beside the key as ``null.json``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 from pathlib import Path
 from typing import Any
@@ -102,11 +104,21 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
             models = {"watermarked": (marked.model, marked.spec, marked), "clean": None}
             clean = train("clean")
             summary["embedded_by"] = {"mode": "scratch", "embed_options": embed_options}
+        elif implementation.embeds_nothing:
+            # A fingerprint marks nothing: the question is whether it tells the owner's model from
+            # an innocent one of the same data, architecture and recipe, trained from another seed.
+            independent = train_model(data, replace(config, seed=seed + 1), architecture=DEMO_ARCHITECTURE,
+                                      progress=progress, description="independent")
+            models = {"owner": (clean.model, clean.spec, clean),
+                      "independent": (independent.model, independent.spec, independent)}
+            summary["embedded_by"] = {"mode": "fingerprinted (the model is unchanged)"}
+            summary["rows"] = ["owner", "independent"]
         else:
             marked = mark_trained(key, clean, data, seed=seed, batch_size=config.batch_size, progress=progress)
             models = {"watermarked": (marked.model, marked.spec, marked.trained)}
             summary["embedded_by"] = marked.how
-        models["clean"] = (clean.model, clean.spec, clean)
+        if not implementation.embeds_nothing:
+            models["clean"] = (clean.model, clean.spec, clean)
         for name, (model, model_spec, trained) in models.items():
             metadata = trained.metadata() if trained is not None else {"demo": name}
             save_model(model, model_spec, staging / name, metadata=metadata)
@@ -119,7 +131,8 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
             }
             if trained is not None:
                 summary[name]["train_seconds"] = round(trained.result.seconds, 2)
-        summary["accuracy_cost"] = summary["clean"]["test_accuracy"] - summary["watermarked"]["test_accuracy"]
+        summary["accuracy_cost"] = (0.0 if implementation.embeds_nothing else
+                                    summary["clean"]["test_accuracy"] - summary["watermarked"]["test_accuracy"])
         summary["seconds"] = round(time.perf_counter() - started, 2)
         write_json(staging / "summary.json", summary)
     return summary
