@@ -46,6 +46,20 @@ def architectures(classes: int, shape: tuple[int, int, int]):
     ]
 
 
+def plain_loop(model: nn.Module, optimiser, x: torch.Tensor, targets: torch.Tensor, epochs: int,
+               generator: torch.Generator) -> None:
+    """Shuffled batches of 64 under cross-entropy against ``targets`` (labels or probabilities)."""
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), 64):
+            batch = order[start:start + 64]
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), targets[batch]).backward()
+            optimiser.step()
+    model.eval()
+
+
 def train_independent_models(dataset, count: int, epochs: int = 6) -> list[tuple[str, nn.Module]]:
     """``count`` models cycling through :func:`architectures` with a new seed each."""
     recipes = architectures(dataset.num_classes, dataset.input_shape)
@@ -58,16 +72,7 @@ def train_independent_models(dataset, count: int, epochs: int = 6) -> list[tuple
             model = build()
         optimiser = (torch.optim.Adam(model.parameters(), lr=lr) if optimiser_name == "adam"
                      else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
-        x, y = dataset.train_x, dataset.train_y
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), 64):
-                batch = order[start:start + 64]
-                optimiser.zero_grad()
-                nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-                optimiser.step()
-        model.eval()
+        plain_loop(model, optimiser, dataset.train_x, dataset.train_y, epochs, generator)
         models.append((f"{name} seed {9000 + index}", model))
     return models
 
@@ -106,14 +111,6 @@ def distil_from_independent_teacher(teacher: nn.Module, dataset, count: int = 2,
             student = build()
         optimiser = torch.optim.Adam(student.parameters(), lr=0.003)
         generator = torch.Generator().manual_seed(9500 + index)
-        student.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(soft), generator=generator)
-            for start in range(0, len(order), 64):
-                batch = order[start:start + 64]
-                optimiser.zero_grad()
-                log_p = torch.log_softmax(student(dataset.train_x[batch]), dim=1)
-                (-(soft[batch] * log_p).sum(1).mean()).backward()
-                optimiser.step()
-        students.append((f"{name} distilled from an independent teacher", student.eval()))
+        plain_loop(student, optimiser, dataset.train_x, soft, epochs, generator)
+        students.append((f"{name} distilled from an independent teacher", student))
     return students
