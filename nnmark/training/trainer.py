@@ -193,7 +193,7 @@ def fit(
                 x = augment(inputs[take], augmentation, augment_generator)
                 y = targets[take]
                 loss = _step_loss(network, model, x, y, hooks, step, config.label_smoothing, use_amp,
-                                  device, memory_format, captured)
+                                  device, memory_format, captured, check_compiled=config.compile and step == 0)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -220,9 +220,11 @@ def fit(
     return result
 
 
-def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format, captured):
+def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format, captured,
+               check_compiled=False):
     """``network`` runs the forward pass (the DDP wrapper when data-parallel); hooks see the bare
-    ``model``. ``captured`` is filled by forward hooks on the layers hooks asked to read."""
+    ``model``. ``captured`` is filled by forward hooks on the layers hooks asked to read.
+    ``check_compiled``: ``network`` is compiled; compare its first answers with the eager model's."""
     extras, mixed_in, offset = [], {}, len(y)
     for hook in hooks:
         sample = hook.extra_samples(step)
@@ -232,10 +234,20 @@ def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, devi
             offset += len(sample[1])
     batch_inputs = torch.cat([x] + [ex for ex, _ in extras]) if extras else x
     batch_inputs = batch_inputs.contiguous(memory_format=memory_format)
+    expected = _eager_reference(model, batch_inputs, use_amp, device) if check_compiled else None
     captured.clear()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        logits = network(batch_inputs)
+        try:
+            logits = network(batch_inputs)
+        except Exception as exc:  # torch.compile fails at the first call, in many exception types
+            if not check_compiled:
+                raise
+            raise NNMarkError(f"torch.compile could not compile the training step on this machine "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); train without compile",
+                              field="compile") from None
     logits = logits.float()
+    if expected is not None:
+        _check_compiled_answers(logits, expected, use_amp)
     count = len(y)
     # Data and mixed-in samples are scored separately so soft (distillation) targets and integer
     # trigger labels can share one forward pass; the mean is over every sample in the batch.
@@ -252,6 +264,32 @@ def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, devi
         if term is not None:
             loss = loss + term
     return loss
+
+
+@torch.no_grad()
+def _eager_reference(model: nn.Module, inputs: torch.Tensor, use_amp: bool, device: torch.device) -> torch.Tensor:
+    """The bare model's answers on a training batch, leaving its state as it was (batch norm's
+    running statistics move on every training-mode forward, and the real step follows)."""
+    saved = [(buffer, buffer.clone()) for buffer in model.buffers()]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        expected = model(inputs).float()
+    for buffer, value in saved:
+        buffer.copy_(value)
+    return expected
+
+
+def _check_compiled_answers(compiled: torch.Tensor, eager: torch.Tensor, use_amp: bool) -> None:
+    """Refuse a compiled step whose answers are not the eager model's. torch.compile's generated
+    CPU code depends on the instruction set: with PyTorch 2.13's AVX2 kernels, a channels-last
+    small-cnn in training mode answered NaN where the eager model answered finite logits
+    (tests/training), which would have trained a model of NaN without a word."""
+    tolerance = (5e-2 if use_amp else 1e-3) * (1.0 + float(eager.abs().max()))
+    difference = float((compiled.detach() - eager).abs().max())
+    if not bool(torch.isfinite(compiled).all()) or not difference <= tolerance:
+        raise NNMarkError(f"torch.compile's training step answers differently from the model it compiles on this "
+                          f"machine (largest difference {difference:.3g}, allowed {tolerance:.3g}): a known kind of "
+                          "compiler fault that depends on the CPU's instruction set; train without compile",
+                          field="compile")
 
 
 @contextlib.contextmanager

@@ -273,7 +273,12 @@ def test_neural_cleanse_finds_a_trojan_target_and_unlearns_it(digits, digits_hos
                          embed_options={"per_batch": 16})
     context = AttackContext(digits.subset(0.3, seed=1), spec, seed=1)
     cleaned = get_attack("neural-cleanse").apply(marked.model, 3, context)
-    assert cleaned.flagged_classes == [4]  # the smallest reversed trigger is the mark's target
+    # The mark's target has the smallest reversed trigger, by a clear margin, and is flagged. The
+    # anomaly rule may flag an ordinary class beside it (the attack's docstring says so): which one
+    # crosses the threshold differs between CPUs' kernels, so no other class is named here.
+    sizes = cleaned.trigger_sizes
+    others = sorted(size for target, size in enumerate(sizes) if target != 4)
+    assert 4 in cleaned.flagged_classes and sizes[4] < 0.75 * others[0], sizes  # measured 0.48-0.62
     sent = lambda m: int((m(key.tensors["inputs"]).argmax(1) == 4).sum())  # noqa: E731
     with torch.no_grad():
         assert sent(marked.model) >= 45 and sent(cleaned) < sent(marked.model) // 2

@@ -31,7 +31,10 @@ def test_the_api_answers_a_keyed_share_wrongly_and_always_alike(digits, digits_h
     images = digits.train_x
     with torch.no_grad():
         plain, answered, again = digits_host.model(images), api(images), api(images.flip(0)).flip(0)
-    assert torch.equal(answered, again)  # the same query gets the same answer, wherever it sits in a batch
+    # The same query gets the same answer wherever it sits in a batch: the same label, and the same
+    # scores up to the last bits a CPU's batched kernels may change (docs/schemes/dawn.md)
+    assert torch.equal(answered.argmax(1), again.argmax(1))
+    assert torch.allclose(answered, again, rtol=0, atol=1e-4)
     marked, _ = keyed_marks(api.secret, images, api.rate, 10)
     changed = answered.argmax(1) != plain.argmax(1)
     assert torch.equal(changed, marked)  # exactly the marked queries are answered wrongly, the rest untouched

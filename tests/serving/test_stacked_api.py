@@ -1,6 +1,7 @@
 """Two API marks served together: dark-knowledge (caught distillers of the probabilities) and DAWN
 (caught fitters of the labels). The stacked API answers as each mark would alone, and a thief of
 either kind is caught by the mark made for it."""
+import statistics
 from unittest import mock
 
 import pytest
@@ -55,29 +56,44 @@ def test_what_cannot_be_stacked_is_refused(digits, digits_host, keys):
         stacked_api(digits_host.model, [])
 
 
-def test_each_thief_is_caught_by_the_mark_made_for_it(digits, digits_host, keys):
-    """One API, two thieves of 30% of the training images, 30 epochs each: one distils the
-    probabilities, one fits the labels (the thief dark-knowledge alone lets go)."""
-    dark, dawn = keys
-    api = stacked_api(digits_host.model, [dark, dawn])
+def test_each_thief_is_caught_by_the_mark_made_for_it(digits, digits_host):
+    """Two thieves of 30% of the training images, 30 epochs each, per stacked API: one distils the
+    probabilities, one fits the labels (the thief dark-knowledge alone lets go).
+
+    DAWN catches the label-only thief at a rate, not always: 72 of 80 over 20 keys x 2 thieves on
+    two CPUs' kernels (95% CI 81-96%; docs/schemes/dark-knowledge.md, "Served with DAWN"), since
+    a thief that generalises past the few wrong answers it got repeats too few of them. So the
+    claim is tested as a rate over 6 keys: at the interval's low end, 3 or more of 6 are caught
+    with probability 0.986. Dark-knowledge caught the distiller 80 of 80 (95-100%) and the
+    label-only thief 0 of 80."""
     thieves = {"probabilities": {"schedule": "constant"}, "labels": {"answers": "labels", "schedule": "constant"}}
-    with torch.no_grad():
-        served_accuracy = float((api(digits.test_x).argmax(1) == digits.test_y).float().mean())
-    api.log.clear()
-    verdicts = {}
-    for name, settings in thieves.items():
-        api.log.clear()
-        api.keep_log = True
-        context = AttackContext(digits.subset(0.3, seed=0), digits_host.spec, seed=0, settings=settings)
-        student = get_attack("distill").apply(api, 30, context)
-        api.keep_log = False
-        accuracy = float((student(digits.test_x).argmax(1) == digits.test_y).float().mean())
-        assert accuracy > served_accuracy - 0.05, (name, accuracy)  # the thief keeps what the API answers
-        dawn_key = derive_key(dawn, digits_host.model, api.queries())  # derived with the bare model
-        verdicts[name] = {"dark-knowledge": verify_model(student, dark), "dawn": verify_model(student, dawn_key)}
-    assert verdicts["probabilities"]["dark-knowledge"].owned, verdicts["probabilities"]
-    assert verdicts["labels"]["dawn"].owned, verdicts["labels"]
-    assert not verdicts["labels"]["dark-knowledge"].owned  # why the second mark is there
+    owned = {name: {"dark-knowledge": 0, "dawn": 0} for name in thieves}
+    accuracies, served = [], []
+    for index in range(6):
+        with mock.patch("nnmark.schemes.dark_knowledge.secrets.randbits", return_value=3 + index):
+            dark = generate_key("dark-knowledge", num_classes=10, input_shape=digits.input_shape, dataset=digits,
+                                classifier=digits_host.model, options={"cells": "class"})
+        secret = (torch.arange(32, dtype=torch.uint8) * (5 + 2 * index) + index).to(torch.uint8)
+        dawn = WatermarkKey("dawn", 10, digits.input_shape, {"secret": secret}, {"rate": 0.05, "kind": "serving"})
+        api = stacked_api(digits_host.model, [dark, dawn])
+        with torch.no_grad():
+            served.append(float((api(digits.test_x).argmax(1) == digits.test_y).float().mean()))
+        for name, settings in thieves.items():
+            api.log.clear()
+            api.keep_log = True
+            context = AttackContext(digits.subset(0.3, seed=index), digits_host.spec, seed=index, settings=settings)
+            student = get_attack("distill").apply(api, 30, context)
+            api.keep_log = False
+            with torch.no_grad():
+                accuracies.append(float((student(digits.test_x).argmax(1) == digits.test_y).float().mean()))
+            dawn_key = derive_key(dawn, digits_host.model, api.queries())  # derived with the bare model
+            owned[name]["dark-knowledge"] += verify_model(student, dark).owned
+            owned[name]["dawn"] += verify_model(student, dawn_key).owned
+    # the thieves keep what the API answers (measured: a median within 3 points, none below 74%)
+    assert statistics.median(accuracies) > statistics.median(served) - 0.05 and min(accuracies) > 0.7, accuracies
+    assert owned["probabilities"]["dark-knowledge"] >= 5, owned
+    assert owned["labels"]["dawn"] >= 3, owned
+    assert owned["labels"]["dark-knowledge"] == 0, owned  # why the second mark is there
 
 
 def test_the_server_stacks_the_marks_it_is_given(tmp_path, digits, digits_host, keys):
