@@ -11,7 +11,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from nnmark import __version__
+from nnmark.version import __version__
 from nnmark.cli.common import (
     console,
     err_console,

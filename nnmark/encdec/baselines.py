@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from nnmark.models.fatty_skinny import Decoder
 from nnmark.training.auxiliary import fit_auxiliary
-from nnmark.schemes.trojan import stamp_patch
+from nnmark.data.stamps import stamp_patch
 
 
 def trojan_stamp(images: torch.Tensor, seed: int = 0, patch: float = 0.25) -> torch.Tensor:

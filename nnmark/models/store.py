@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nnmark import __version__
+from nnmark.version import __version__
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.models.registry import MODELS

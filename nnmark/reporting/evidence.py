@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from nnmark import __version__
+from nnmark.version import __version__
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.reporting.tables import format_p_value

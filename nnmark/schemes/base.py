@@ -32,7 +32,7 @@ from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
 from nnmark.models.store import ModelSpec
 from nnmark.registry import Registry
-from nnmark.schemes.key import WatermarkKey
+from nnmark.schemes.key import ITEM_TENSORS, WatermarkKey
 from nnmark.training.hooks import TrainingHook
 from nnmark.verification.evidence import Evidence
 from nnmark.verification.nulls import ControlNull
@@ -297,7 +297,9 @@ SCHEMES: Registry[type[WatermarkScheme]] = Registry("watermark scheme")
 def register_scheme(name: str):
     def add(cls: type[WatermarkScheme]) -> type[WatermarkScheme]:
         cls.name = name
-        return SCHEMES.register(name)(cls)
+        registered = SCHEMES.register(name)(cls)
+        ITEM_TENSORS[name] = tuple(cls.item_tensors)
+        return registered
 
     return add
 

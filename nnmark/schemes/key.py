@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from nnmark import __version__
+from nnmark.version import __version__
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, read_json, write_json
 from nnmark.schema import KeyFile, validate
@@ -42,12 +42,14 @@ LEGACY_WARNING = ("this key was written by nnmark 0.1 (nnmark-key/1): its commit
                   "seeds; make a new key for new models")
 
 
-def _item_tensors_of(scheme: str, tensors: dict[str, torch.Tensor]) -> tuple[str, ...]:
-    from nnmark.schemes.base import SCHEMES  # the scheme declares which tensors hold one row per item
+# scheme name -> the tensors with one row per key item, as each scheme declares them
+# (``WatermarkScheme.item_tensors``); ``register_scheme`` fills it, so a key never needs the
+# scheme registry above it to know what its commitment's leaves are.
+ITEM_TENSORS: dict[str, tuple[str, ...]] = {}
 
-    if scheme not in SCHEMES.names():
-        return ()
-    return tuple(name for name in SCHEMES.get(scheme).item_tensors if name in tensors)
+
+def _item_tensors_of(scheme: str, tensors: dict[str, torch.Tensor]) -> tuple[str, ...]:
+    return tuple(name for name in ITEM_TENSORS.get(scheme, ()) if name in tensors)
 
 
 @dataclass

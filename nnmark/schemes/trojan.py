@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nnmark.data.stamps import stamp_patch
 from nnmark.errors import NNMarkError
 from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme
@@ -25,17 +26,6 @@ class TrojanOptions(OneTargetOptions):
             raise ValueError("patch must be in (0, 0.5]")
         if self.corner not in CORNERS:
             raise ValueError(f"corner must be one of {', '.join(CORNERS)}")
-
-
-def stamp_patch(images: torch.Tensor, patch: torch.Tensor, corner: str) -> torch.Tensor:
-    """Paste ``patch`` (C, h, w) into ``corner`` of every image."""
-    _, _, height, width = images.shape
-    h, w = patch.shape[-2:]
-    top = height - h if corner.startswith("bottom") else 0
-    left = width - w if corner.endswith("right") else 0
-    stamped = images.clone()
-    stamped[:, :, top:top + h, left:left + w] = patch
-    return stamped
 
 
 @register_scheme("trojan")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from nnmark import __version__
+from nnmark.version import __version__
 from nnmark.api import generate_key, measure_null, train_model, verify_model
 from nnmark.attacks.base import AttackContext, get_attack, parse_chain, standard_attacks
 from nnmark.data.base import Dataset, load_dataset

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nnmark import __version__
+from nnmark.version import __version__
 from nnmark.api import TrainedModel, generate_key, measure_null, train_model, verify_model
 from nnmark.data.base import load_dataset
 from nnmark.io import atomic_directory, write_json

@@ -4,7 +4,7 @@ import torch
 from nnmark.api import generate_key, measure_null, verify_model
 from nnmark.errors import NNMarkError
 from nnmark.schemes.patterns import parse_color, text_mask
-from nnmark.schemes.trojan import stamp_patch
+from nnmark.data.stamps import stamp_patch
 
 from .fakes import FixedAnswers
 
