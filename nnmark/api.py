@@ -21,7 +21,7 @@ from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, fit
 from nnmark.models.inference import evaluate, predict_logits
 from nnmark.verification.nulls import ControlModel, ControlNull, ControlRecord
-from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict
+from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict, format_p_value
 from nnmark.verification.suspects import NamedLayer, Suspect, as_suspect
 
 MODES = ("scratch", "pretrained", "distill")

@@ -44,3 +44,7 @@ class NonFiniteOutput(NNMarkError):
 
 class MarkNotFound(NNMarkError):
     """A white-box suspect without the layer a key's mark is read from (another architecture)."""
+
+
+class MissingExtra(NNMarkError):
+    """A feature whose optional dependencies are not installed; the message names the extra."""

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nnmark"
 
 # Bottom to top. Packages of one rank do not import each other.
 RANKS = {
-    "errors": 0, "version": 0, "registry": 1, "io": 1, "schema": 1,
+    "errors": 0, "version": 0, "registry": 1, "io": 1, "schema": 1, "extras": 1,
     "data": 2, "models": 2,
     "training": 3, "verification": 3,
     "encdec": 4,

@@ -1,12 +1,15 @@
-"""Parsing and printing shared by the CLI commands."""
+"""What every command shares: the typer app, consoles, one-line errors, progress bars, the options
+several commands take, and how a verdict is printed."""
 from __future__ import annotations
 
+import functools
 import sys
 import typing
 from contextlib import contextmanager
-from dataclasses import MISSING, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -17,61 +20,45 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
-from nnmark.errors import NNMarkError
+from nnmark.errors import MissingExtra, NNMarkError
 
 console = Console()
 err_console = Console(stderr=True)
 
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Watermark neural networks and prove ownership of suspect models.")
 
-def parse_shape(text: str, field: str = "input-shape") -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise NNMarkError("must be three positive integers", field=field, expected="C,H,W e.g. 3,32,32",
-                          got=text)
-    return shape  # type: ignore[return-value]
+DataDirOption = typer.Option(None, "--data-dir", envvar="NNMARK_DATA",
+                             help="Directory holding dataset files (or set NNMARK_DATA).")
+ForceOption = typer.Option(False, "--force", help="Replace OUT if it exists.")
 
 
-def parse_assignments(items: list[str] | None, option_type: type, flag: str) -> dict[str, Any]:
-    """Turn repeated ``NAME=VALUE`` flags into typed values for the dataclass ``option_type``."""
-    hints = typing.get_type_hints(option_type)
-    known = {f.name for f in fields(option_type)}
-    values: dict[str, Any] = {}
-    for item in items or []:
-        name, sep, raw = item.partition("=")
-        name = name.strip().replace("-", "_")
-        if not sep or name not in known:
-            raise NNMarkError(f"{flag} takes NAME=VALUE with NAME one of: {', '.join(sorted(known)) or 'none'}",
-                              field=flag, got=item)
-        values[name] = convert(raw, hints[name], f"{flag} {name}")
-    return values
+def command(target: typer.Typer = app, name: Optional[str] = None):
+    """Register a command whose NNMarkErrors become one clear line and exit status 2."""
+
+    def register(func):
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except NNMarkError as error:
+                fail(error)
+
+        return target.command(name)(run)
+
+    return register
 
 
-def convert(raw: str, kind: Any, field: str) -> Any:
-    try:
-        if kind is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise NNMarkError("has the wrong type", field=field, expected=getattr(kind, "__name__", str(kind)),
-                          got=raw) from None
+def fail(error: NNMarkError) -> typing.NoReturn:
+    label = "missing extra" if isinstance(error, MissingExtra) else "error"
+    err_console.print(f"[bold red]{label}:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    sys.exit(error.exit_code)
 
 
-def option_fields(option_type: type) -> list[tuple[str, Any, Any, str]]:
-    """(name, type, default, help) of each field, help taken from a ``help`` metadata entry."""
-    hints = typing.get_type_hints(option_type)
-    result = []
-    for f in fields(option_type):
-        default = f.default if f.default is not MISSING else None
-        result.append((f.name, hints[f.name], default, f.metadata.get("help", "")))
-    return result
+def warn(message: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -86,6 +73,27 @@ def progress_bars(enabled: bool = True):
         yield progress
 
 
-def fail(error: NNMarkError) -> typing.NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-    sys.exit(error.exit_code)
+def verdict_word(owned: bool) -> str:
+    return "[bold green]OWNED[/]" if owned else "[yellow]not owned[/]"
+
+
+def verdict_rows(title: Optional[str], rows: list[tuple[str, Optional[float], dict[str, Any]]]) -> Table:
+    """A table of (model name, test accuracy or None, verdict as ``Verdict.to_dict()``)."""
+    table = Table(title=title)
+    show_accuracy = any(accuracy is not None for _, accuracy, _ in rows)
+    for column, justify in (("model", "left"), ("test acc", "right"), ("evidence k/n", "right"),
+                            ("p-value", "right"), ("verdict", "left")):
+        if column != "test acc" or show_accuracy:
+            table.add_column(column, justify=justify)
+    for name, accuracy, verdict in rows:
+        cells = [name] + (["-" if accuracy is None else f"{100 * accuracy:.1f}%"] if show_accuracy else [])
+        table.add_row(*cells, f"{verdict['matches']}/{verdict['total']}", verdict["p_value_text"],
+                      verdict_word(verdict["owned"]))
+    return table
+
+
+def print_guarantee(verdict: dict[str, Any]) -> None:
+    """The decision rule and what its error rate rests on; an estimated null says so in yellow."""
+    console.print(f"decision rule: {verdict['decision_rule']}")
+    style = "" if verdict["null_kind"] == "exact" else "[bold yellow]"
+    console.print(f"{style}error rate: {verdict['guarantee']}{'[/]' if style else ''}")

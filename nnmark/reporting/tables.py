@@ -2,13 +2,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from nnmark.verification.stats import Verdict
-
-
-def format_p_value(p_value: float) -> str:
-    if p_value == 0.0:
-        return "< 1e-300"
-    return f"{p_value:.3g}"
+from nnmark.verification.stats import Verdict, format_p_value
 
 
 def verdict_table(rows: list[tuple[str, float | None, Verdict]], title: str | None = None) -> Table:

@@ -70,13 +70,25 @@ class Verdict:
     def agreement(self) -> float:
         return self.matches / self.total if self.total else 0.0
 
+    @property
+    def p_value_text(self) -> str:
+        return format_p_value(self.p_value)
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
+        data["p_value_text"] = self.p_value_text
         data["details"] = dict(self.details)
         data["evidence"] = None if self.evidence is None else self.evidence.to_json()
         data["agreement"] = self.agreement
         data["alpha_per_test"] = self.alpha_per_test
         return data
+
+
+def format_p_value(p_value: float) -> str:
+    """A p-value as people read it; one below the smallest double is not printed as 0."""
+    if p_value == 0.0:
+        return "< 1e-300"
+    return f"{p_value:.3g}"
 
 
 def check_test_settings(alpha: float, tests: int) -> None:

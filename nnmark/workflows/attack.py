@@ -8,6 +8,7 @@ stays within ``tolerance`` of the victim's: destroying the model is not removing
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nnmark.api import verify_model
@@ -141,3 +142,66 @@ def _extract_through_api(api, serving_key: WatermarkKey, steps, context: AttackC
     # The API itself answers as the key says: that is the "before" the thief starts from.
     before = judge_model(api, verification_key, test_data, alpha=alpha, device=device)
     return attacked, verification_key, before
+
+
+@dataclass
+class AttackReport:
+    outcome: AttackOutcome
+    path: Path | None = None  # where the attacked model was written
+
+
+def attack_model_directory(model: str | Path, key: str | Path, attack: str, *, strength: float | None = None,
+                           data: str = "digits", data_dir: str | Path | None = None, fraction: float = 0.3,
+                           transfer_data: str | None = None, seed: int = 0, alpha: float = 1e-6,
+                           null_file: str | Path | None = None, out: str | Path | None = None, force: bool = False,
+                           progress=None) -> AttackReport:
+    """``nnmark attack``: attack the model directory ``model`` with ``fraction`` of ``data`` in the
+    thief's hands, judge it before and after against ``key``, and write the attacked weights to
+    ``out`` where they are weights of the same architecture (refused otherwise, before writing)."""
+    from nnmark.data.base import load_dataset
+    from nnmark.io import ensure_can_write
+    from nnmark.models.store import Classifier, load_model, save_model
+    from nnmark.schemes.key import load_key
+    from nnmark.workflows.verify import resolve_null
+
+    if out is not None:
+        ensure_can_write(out, force)
+    if not 0 < fraction <= 1:
+        raise NNMarkError("must be in (0, 1]", field="--fraction", got=fraction)
+    steps = parse_chain(attack)
+    if strength is not None and len(steps) > 1:
+        raise NNMarkError("--strength applies to a single attack; give chain strengths as name:value",
+                          field="--strength")
+    secret = load_key(key)
+    victim = load_model(model)
+    get_scheme(secret.scheme).check_fits(secret, victim.spec.num_classes, tuple(victim.spec.input_shape),
+                                         f"the model {model}")
+    null = resolve_null(secret, null_file=null_file, key_path=key)
+    dataset = load_dataset(data, data_dir)
+    transfer = None
+    if transfer_data is not None:
+        if transfer_data == data:
+            raise NNMarkError("is the victim's own dataset; extraction with it is what distill measures",
+                              field="--transfer-data", expected="a dataset of another domain", got=transfer_data)
+        from nnmark.data.transfer import transfer_images
+
+        transfer = transfer_images(load_dataset(transfer_data, data_dir), dataset.input_shape)
+    context = AttackContext(dataset.subset(fraction, seed), victim.spec, seed=seed, victim_key=secret,
+                            progress=progress, transfer=transfer)
+    outcome = attack_and_judge(victim.model, secret, attack, context, strength=strength, null=null, alpha=alpha,
+                               test_data=dataset)
+    report = AttackReport(outcome)
+    if out is not None:
+        attacked = outcome.attacked
+        # Only weights are stored: a query-time front end (input filters, a guard) or a student of
+        # another architecture would be written as something it is not.
+        shapes = {name: tuple(tensor.shape) for name, tensor in victim.model.state_dict().items()}
+        if type(attacked) is not Classifier or getattr(attacked, "nnmark_new_task", None) is not None or \
+                {name: tuple(tensor.shape) for name, tensor in attacked.state_dict().items()} != shapes:
+            raise NNMarkError(f"the result of '{attack}' is not {victim.spec.architecture} weights (a query-time "
+                              "front end, another architecture or another task) and cannot be stored as a model; "
+                              "nothing was written", field="--out")
+        report.path = save_model(attacked, victim.spec, out, force=force,
+                                 metadata={"attacked_from": str(model), "attack": attack, "strength": strength,
+                                           "test_accuracy": outcome.after.test_accuracy})
+    return report

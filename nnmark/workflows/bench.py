@@ -32,9 +32,9 @@ from nnmark.data.base import Dataset, load_dataset
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, atomic_write_text, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
-from nnmark.schemes.base import get_scheme
+from nnmark.schemes.base import SCHEMES, get_scheme
 from nnmark.schemes.key import load_key, save_key
-from nnmark.training.distributed import Distributed, run_on_main
+from nnmark.training.distributed import Distributed, join_from_environment, leave, run_on_main
 from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
 from nnmark.workflows.attack import Judgement, attack_and_judge
@@ -471,3 +471,28 @@ def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | No
     atomic_write_text(out / "results.md", markdown_table(results))
     results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
     return results
+
+
+def bench_to_directory(out: str | Path, *, schemes: str = "adi,uchida", attacks: str | None = None,
+                       data: str = "digits", data_dir: str | Path | None = None, architecture: str = "small-cnn",
+                       epochs: int = 20, fraction: float = 0.3, transfer_data: str | None = None, seeds: int = 1,
+                       tolerance: float = 0.05, alpha: float = 1e-6, quick: bool = False, adaptive: bool = False,
+                       force: bool = False, progress_for=None, log=None) -> dict[str, Any] | None:
+    """``nnmark bench``: the schemes (comma-separated names, or "all") against the attacks
+    (comma-separated names or chains; default the standard set), under torchrun with the cells dealt
+    out among the ranks. Returns the results on the main rank, None on the others.
+    ``progress_for(is_main)`` gives this rank's progress display (a context manager)."""
+    scheme_list = SCHEMES.names() if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
+    attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else standard_attacks()
+    config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=architecture, attacker_fraction=fraction,
+                         seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha, adaptive=adaptive,
+                         victim=preset("small-data", epochs=epochs), transfer_data=transfer_data)
+    group = join_from_environment()
+    try:
+        main = group is None or group.is_main
+        with progress_for(main) as progress:
+            results = run_bench(config, out, data_dir=data_dir, force=force, progress=progress, log=log,
+                                distributed=group)
+    finally:
+        leave(group)
+    return results if main else None

@@ -22,7 +22,7 @@ from typing import Any
 from nnmark.version import __version__
 from nnmark.api import TrainedModel, generate_key, measure_null, train_model, verify_model
 from nnmark.data.base import load_dataset
-from nnmark.io import atomic_directory, write_json
+from nnmark.io import atomic_directory, ensure_can_write, write_json
 from nnmark.models.inference import evaluate
 from nnmark.models.store import ModelSpec, save_model
 from nnmark.schemes.base import WatermarkScheme, get_scheme
@@ -70,6 +70,7 @@ def run_demo(out: str | Path = "nnmark-demo", *, scheme: str = "adi", dataset: s
     writes. ``key_options``: the scheme's keygen options (default: its own defaults). ``controls``
     and ``screening_models``: the keyless models of a scheme whose null is estimated."""
     started = time.perf_counter()
+    ensure_can_write(out, force)  # before any training, not after it
     implementation = get_scheme(scheme)
     data = load_dataset(dataset, data_dir)
     config = preset(DEMO_PRESET, seed=seed, **({"epochs": epochs} if epochs else {}))

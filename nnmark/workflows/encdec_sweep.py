@@ -4,6 +4,7 @@ pick the setting shown in the image grid, and measure the paper's use cases with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nnmark.api import train_model
@@ -56,3 +57,32 @@ def encdec_sweep(dataset: Dataset, *, sizes: list[int], gammas: list[float], epo
         sweep["use_cases"] = use_cases(host.model, host.spec, encoder, decoder, dataset, epochs=injection_epochs)
         sweep["use_cases"]["setting"] = sweep["grid_setting"]
     return SweepResult(sweep, paper_table(sweep), encoder)
+
+
+def sweep_to_directory(out: str | Path, *, data: str = "digits", data_dir: str | Path | None = None,
+                       decoder_sizes: str = "1,2,3", gammas: str = "0.01,0.05,0.1", train_fraction: float = 1.0,
+                       seed: int = 0, force: bool = False, **settings: Any) -> SweepResult:
+    """``nnmark encdec sweep``: the sweep on ``data`` (``train_fraction`` of its training split), with
+    sweep.json, table.md and grid.png written into ``out``. ``settings``: the rest of
+    :func:`encdec_sweep`'s arguments."""
+    from nnmark.data.base import load_dataset
+    from nnmark.encdec.sweep import image_grid
+    from nnmark.io import atomic_directory, atomic_write_text, ensure_can_write, write_json
+
+    ensure_can_write(out, force)
+    try:
+        sizes = [int(v) for v in decoder_sizes.split(",")]
+        gamma_list = [float(v) for v in gammas.split(",")]
+    except ValueError:
+        raise NNMarkError("must be comma-separated numbers", field="--decoder-sizes/--gammas") from None
+    if not 0 < train_fraction <= 1:
+        raise NNMarkError("must be in (0, 1]", field="--train-fraction", got=train_fraction)
+    dataset = load_dataset(data, data_dir)
+    if train_fraction < 1:
+        dataset = dataset.subset(train_fraction, seed=seed)
+    result = encdec_sweep(dataset, sizes=sizes, gammas=gamma_list, seed=seed, **settings)
+    with atomic_directory(out, force) as staging:
+        write_json(staging / "sweep.json", result.sweep)
+        atomic_write_text(staging / "table.md", result.table)
+        image_grid(result.encoder, dataset.test_x, staging / "grid.png")
+    return result

@@ -4,14 +4,18 @@ the "small-data" preset when none is given), and screening models for a free tar
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from nnmark.api import generate_key, train_model
-from nnmark.data.base import Dataset
+from nnmark.api import SEED_WARNING, generate_key, train_model
+from nnmark.data.base import Dataset, load_dataset
 from nnmark.errors import NNMarkError
-from nnmark.models.store import LoadedModel, ModelSpec
-from nnmark.schemes.base import get_scheme
-from nnmark.schemes.key import WatermarkKey
+from nnmark.io import ensure_can_write
+from nnmark.models.store import LoadedModel, ModelSpec, load_model
+from nnmark.schemes.base import SCHEMES, get_scheme
+from nnmark.schemes.key import WatermarkKey, save_key
+from nnmark.workflows.options import OptionField, option_fields, parse_shape
 from nnmark.training.presets import preset
 from nnmark.workflows.controls import train_controls
 
@@ -70,3 +74,61 @@ def make_key(scheme: str, *, dataset: Dataset | None = None, model: LoadedModel 
     return generate_key(scheme, num_classes=num_classes, input_shape=tuple(input_shape), seed=seed,
                         options=options, dataset=dataset, model_spec=spec, classifier=classifier,
                         screen_with=screen_with, progress=progress)
+
+
+@dataclass(frozen=True)
+class SchemeEntry:
+    """What a command line shows of a scheme: its name, summary, access, kind of null and keygen options."""
+
+    name: str
+    summary: str
+    access: str
+    null_kind: str
+    keygen_options: list[OptionField]
+
+
+def scheme_catalog() -> list[SchemeEntry]:
+    """Every registered scheme, by name."""
+    return [SchemeEntry(name, cls.summary, cls.access, cls.null_kind, option_fields(cls.KeygenOptions))
+            for name, cls in ((name, SCHEMES.get(name)) for name in SCHEMES.names())]
+
+
+@dataclass
+class KeygenReport:
+    key: WatermarkKey
+    path: Path
+    screening: str | None = None  # how the screening models chose a one-target key's target
+    next_step: str | None = None  # what the owner must do before verifying (measure an estimated null)
+    warnings: list[str] = field(default_factory=list)
+
+
+def keygen_to_directory(scheme: str, out: str | Path, *, force: bool = False, num_classes: int | None = None,
+                        input_shape: str | tuple[int, int, int] | None = None, data: str | None = None,
+                        data_dir: str | Path | None = None, model: str | Path | None = None,
+                        architecture: str = "small-cnn", seed: int | None = None,
+                        options: dict[str, Any] | None = None, screen_models: int = 0,
+                        progress=None) -> KeygenReport:
+    """``nnmark keygen SCHEME``: make the key from what the user named (a dataset, a model directory,
+    sizes), write it to ``out`` (refused if it exists, unless ``force``), and say what to do next."""
+    ensure_can_write(out, force)
+    shape = parse_shape(input_shape) if isinstance(input_shape, str) else input_shape
+    key = make_key(scheme, dataset=load_dataset(data, data_dir) if data else None,
+                   model=load_model(Path(model)) if model else None, num_classes=num_classes, input_shape=shape,
+                   architecture=architecture, seed=seed, options=options, screen_models=screen_models,
+                   progress=progress)
+    report = KeygenReport(key, save_key(key, out, force=force))
+    screening = key.params.get("target_screening")
+    if screening:
+        most = screening["most_and_total_per_target"][key.params["target"]][0]
+        report.screening = (f"target {key.params['target']}: each of the {screen_models} screening models sent at "
+                            f"most {most} of its triggers there")
+    implementation = get_scheme(scheme)
+    warning = implementation.key_summary(key).get("warning")
+    if warning:
+        report.warnings.append(warning)
+    if seed is not None:
+        report.warnings.append(SEED_WARNING)
+    if implementation.null_kind == "estimated":
+        report.next_step = (f"Scheme '{scheme}' has no exact null: measure it on models made without the key with "
+                            f"`nnmark calibrate --key {out} --out null.json` and verify with --null null.json.")
+    return report

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from nnmark.api import measure_null, verify_model
+from nnmark.data.base import load_dataset
 from nnmark.errors import NNMarkError
+from nnmark.io import ensure_can_write
 from nnmark.models.store import load_model
-from nnmark.reporting.evidence import evidence_record, suspect_identity
+from nnmark.reporting.evidence import check_report_disclosure, evidence_record, suspect_identity, write_report
 from nnmark.schemes.base import get_scheme
-from nnmark.schemes.key import WatermarkKey
+from nnmark.schemes.key import WatermarkKey, load_key
 from nnmark.verification.nulls import ControlNull, load_null
 from nnmark.verification.stats import Verdict
 from nnmark.verification.suspects import Suspect, SuspectProxy
@@ -113,3 +115,29 @@ class AnswerWatch(SuspectProxy):
         return (f"the suspect answered class {top} to {top_share:.0%} of {len(answers)} queries: it is probably "
                 "fed inputs it was not trained on (another normalisation or input scaling), and this 'not "
                 "owned' says nothing about ownership. Check --normalize-like or the endpoint's preprocessing")
+
+
+def verify_key_file(key_path: str | Path, *, report: str | Path | None = None, force: bool = False,
+                    null_file: str | Path | None = None, calibrate_with: list[str | Path] | None = None,
+                    normalize_like: str | None = None, data_dir: str | Path | None = None,
+                    **suspect: Any) -> VerificationResult:
+    """``nnmark verify``: load the key, find its null, open and test the suspect (``suspect``: the
+    arguments of :func:`verify_suspect`), and write the evidence report to ``report`` if given.
+    ``normalize_like``: a dataset whose mean/std a bare checkpoint expects."""
+    if report is not None:
+        ensure_can_write(report, force)
+    key = load_key(key_path)
+    null = resolve_null(key, null_file=null_file, calibrate_with=calibrate_with, key_path=key_path)
+    if normalize_like:
+        dataset = load_dataset(normalize_like, data_dir)
+        suspect = {**suspect, "mean": dataset.mean, "std": dataset.std}
+    result = verify_suspect(key, null=null, **suspect)
+    if report is not None:
+        write_report(report, result.record, result.tested_key, result.verdict, force=force)
+    return result
+
+
+def check_disclosure(report: str | Path, commitment: str) -> int:
+    """``nnmark check-disclosure``: how many revealed items of ``report`` are proven to belong to
+    the key with ``commitment`` (refused, naming the item, where one is not)."""
+    return check_report_disclosure(report, commitment.strip().lower())

@@ -67,7 +67,7 @@ def test_refuses_to_overwrite_without_force(workspace):
 @pytest.mark.parametrize("args,message", [
     (["verify", "--model", "missing-dir", "--key", "{key}"], "missing-dir: suspect model does not exist"),
     (["verify", "--model", "{model}", "--key", "{key5}"], "field 'num_classes'"),
-    (["verify", "--model", "{model}", "--key", "{key}", "--alpha", "2"], "field '--alpha'"),
+    (["verify", "--model", "{model}", "--key", "{key}", "--alpha", "2"], "field 'alpha'"),
     (["train", "--data", "imagenet", "--out", "{tmp}/x"], "unknown dataset 'imagenet'"),
     (["train", "--model", "vgg", "--out", "{tmp}/x"], "unknown model 'vgg'"),
     (["train", "--data", "mnist", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/x"], "data directory does not exist"),
