@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nnmark.extras import require
 from nnmark.data.base import Augmentation, Dataset, channel_stats, register_dataset
 
 DIGITS_SIZE = 16
@@ -19,8 +20,8 @@ DIGITS_SIZE = 16
 
 @register_dataset("digits")
 def load_digits(data_dir: Path | None = None) -> Dataset:
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
+    sklearn_digits = require("sklearn.datasets", "data", "the embedded digits dataset").load_digits
+    train_test_split = require("sklearn.model_selection", "data", "the embedded digits dataset").train_test_split
 
     bunch = sklearn_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0

@@ -13,6 +13,7 @@ import torch
 
 from nnmark.data.base import Augmentation, Dataset, channel_stats, register_dataset_prefix
 from nnmark.errors import NNMarkError
+from nnmark.extras import require
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -28,7 +29,8 @@ def _scan(root: Path) -> dict[str, list[Path]]:
 
 
 def _read(files: list[tuple[Path, int]], size: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from PIL import Image, UnidentifiedImageError
+    Image = require("PIL.Image", "data", "reading image files")
+    UnidentifiedImageError = Image.UnidentifiedImageError
 
     arrays = []
     for path, _ in files:
@@ -72,7 +74,7 @@ def load_image_folder(root: str | Path, size: int = 32, name: str | None = None)
             test += [(p, label) for p in files[cut:]]
         if not test:
             raise NNMarkError("too few images to hold out a test split", path=root)
-    from PIL import Image
+    Image = require("PIL.Image", "data", "reading image files")
 
     with Image.open(train[0][0]) as first:
         mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"

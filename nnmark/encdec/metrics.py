@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import torch
 
+from nnmark.extras import require
+
 MS_SSIM_BETAS = (0.3, 0.4, 0.3)  # three scales: enough for 16x16 inputs
 
 
 # torchmetrics is imported where it is used: it costs every nnmark command 0.7 s of start-up.
 
 def ms_ssim(marked: torch.Tensor, original: torch.Tensor) -> float:
-    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+    multiscale_structural_similarity_index_measure = require(
+        "torchmetrics.functional.image", "encdec").multiscale_structural_similarity_index_measure
 
     return float(multiscale_structural_similarity_index_measure(
         marked.float(), original.float(), data_range=1.0, kernel_size=3, sigma=0.5, betas=MS_SSIM_BETAS))
 
 
 def psnr(marked: torch.Tensor, original: torch.Tensor) -> float:
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+    peak_signal_noise_ratio = require("torchmetrics.functional.image", "encdec").peak_signal_noise_ratio
 
     return float(peak_signal_noise_ratio(marked.float(), original.float(), data_range=1.0))
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from nnmark.data.base import Dataset
+from nnmark.extras import require
 from nnmark.encdec.baselines import SWM, train_detector, trojan_stamp
 from nnmark.encdec.content import ContentLoss
 from nnmark.encdec.metrics import decoding_success, image_damage
@@ -73,7 +74,7 @@ def paper_table(sweep: dict[str, Any]) -> str:
 
 def image_grid(encoder: Encoder, images: torch.Tensor, path, count: int = 8) -> None:
     """Rows: original, watermark signal (amplified, centred on grey), watermarked."""
-    from PIL import Image
+    Image = require("PIL.Image", "plots", "the image grid")
 
     with torch.no_grad():
         originals = images[:count]

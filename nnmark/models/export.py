@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from nnmark.extras import require
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec
 
@@ -23,6 +24,8 @@ def export_onnx(model: Classifier, spec: ModelSpec, path: str | Path, *, force: 
     path = Path(path)
     if path.exists() and not force:
         raise NNMarkError("already exists; refusing to overwrite it (pass --force to replace it)", path=path)
+    for module in ("onnx", "onnxscript"):  # torch.onnx's exporter needs both
+        require(module, "onnx", "ONNX export")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
     example = torch.rand(2, *spec.input_shape)
@@ -50,7 +53,7 @@ def export_onnx(model: Classifier, spec: ModelSpec, path: str | Path, *, force: 
 def _strip_provenance(path: str) -> None:
     """The exporter writes each node's Python stack trace, FX node and module path into the file;
     whoever receives the model would read the owner's file-system paths and source layout there."""
-    import onnx
+    onnx = require("onnx", "onnx")
 
     model = onnx.load(path, load_external_data=False)
     graphs = [model.graph, *(function for function in model.functions)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nnmark.extras import require
+
 
 def _pct(value: float, ci: float = 0.0) -> str:
     return f"{100 * value:.1f}" + (f"±{100 * ci:.1f}" if ci else "")
@@ -126,7 +128,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 def plot_results(results: dict[str, Any], directory: str | Path) -> list[Path]:
     """One PNG per scheme: a panel per single-step attack with evidence (fraction of matches) and
     test accuracy against strength; the dashed line is the ownership threshold at each point."""
-    import matplotlib
+    matplotlib = require("matplotlib", "plots", "the bench's plots")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from nnmark.extras import require
 from nnmark.errors import NNMarkError
 
 MAX_BODY = 64 * 1024 * 1024
@@ -265,6 +266,7 @@ def server_settings(models: list[tuple[str | Path, str]], *, host: str = "127.0.
                     query_log: str | Path | None = None, verbose: bool = False):
     """MLServer's server settings, and the model settings for serving each ``(uri, name)`` as
     version 1 of ``name``."""
+    require("mlserver", "serve", "nnmark serve")
     from mlserver.settings import ModelParameters, ModelSettings, Settings
 
     settings = Settings(host=host, http_port=port, grpc_port=grpc_port, parallel_workers=0,

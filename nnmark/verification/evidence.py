@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnmark.extras import require
+
 
 class Evidence:
     """Subclasses define ``hits`` and may add facts and a report section."""
@@ -114,7 +116,7 @@ class SignatureEvidence(Evidence):
 
 
 def _png(array: np.ndarray) -> str:
-    from PIL import Image
+    Image = require("PIL.Image", "plots", "the evidence report's images")
 
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")

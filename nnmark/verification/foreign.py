@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnmark.extras import require
 from nnmark.errors import NNMarkError, NonFiniteOutput
 from nnmark.models.store import Classifier, ModelSpec, create_model
 
@@ -24,8 +25,8 @@ class OnnxWeights(nn.Module):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        import onnx
-        from onnx import numpy_helper
+        onnx = require("onnx", "onnx", "reading an ONNX suspect's weights")
+        numpy_helper = require("onnx.numpy_helper", "onnx")
 
         graph = onnx.load(str(path), load_external_data=False).graph
         self._named = [(init.name, nn.Parameter(torch.from_numpy(numpy_helper.to_array(init).copy()),
@@ -40,7 +41,7 @@ class OnnxSuspect:
     (white-box)."""
 
     def __init__(self, path: str | Path, batch_size: int = 256) -> None:
-        import onnxruntime
+        onnxruntime = require("onnxruntime", "onnx", "running an ONNX suspect")
 
         self.path = Path(path)
         self.description = str(path)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnmark.extras import require
 from nnmark.errors import NNMarkError, NonFiniteOutput
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
@@ -40,6 +41,8 @@ class HttpSuspect:
                  timeout: float = 10.0, deadline: float | None = 300.0, retries: int = 3, backoff: float = 0.5,
                  query_budget: int | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
                  binary: bool | None = None) -> None:
+        for module in ("httpx", "tenacity"):
+            require(module, "serve", "querying a suspect behind an endpoint")
         if not url.startswith(("http://", "https://")):
             raise NNMarkError("endpoint must be an http:// or https:// URL", field="--endpoint", got=url)
         if batch_size < 1 or timeout <= 0 or retries < 0 or backoff < 0 or (deadline is not None and deadline <= 0):
