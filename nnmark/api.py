@@ -17,6 +17,7 @@ from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, LoadedModel, ModelSpec, create_model
 from nnmark.schemes.base import KeygenContext, get_scheme
 from nnmark.schemes.key import WatermarkKey
+from nnmark.schemes.watermarker import Watermarker
 from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, fit
 from nnmark.models.inference import evaluate, predict_logits
@@ -137,17 +138,22 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
         logits = predict_logits(base.model, dataset.train_x, device=device)
         targets = torch.softmax(logits / temperature, dim=1)
         augmentation = None
-    hooks, watermark = [], {}
+    watermarker, watermark = None, {}
     if key is not None:
-        scheme = get_scheme(key.scheme)
-        scheme.check_fits(key, spec.num_classes, spec.input_shape, "the model")
-        options = scheme.make_options("embed", embed_options)
-        hooks = scheme.hooks(key, options, seed=config.seed)
+        get_scheme(key.scheme).check_fits(key, spec.num_classes, spec.input_shape, "the model")
+        # the very object a user's own loop holds: one path for the mark into every model
+        watermarker = Watermarker(key, model, options=embed_options, seed=config.seed,
+                                  distributed=(distributed.rank, distributed.world_size) if distributed else None)
         watermark = {"scheme": key.scheme, "mode": mode}
-    result = fit(model, dataset.train_x, targets, config, augmentation=augmentation,
-                 hooks=hooks, progress=progress, description=description, distributed=distributed)
+    try:
+        result = fit(model, dataset.train_x, targets, config, augmentation=augmentation, watermark=watermarker,
+                     progress=progress, description=description, distributed=distributed)
+    finally:
+        if watermarker is not None:
+            watermarker.close()
     accuracy = evaluate(model, dataset.test_x, dataset.test_y, device=device)
-    return TrainedModel(model, spec, accuracy, result, config, watermark)
+    # a finished model, ready to answer: fit leaves a model in the mode it found it, and this one is new
+    return TrainedModel(model.eval(), spec, accuracy, result, config, watermark)
 
 
 def _check_dataset_fits(spec: ModelSpec, dataset: Dataset, where: str) -> None:

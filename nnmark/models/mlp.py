@@ -18,4 +18,10 @@ def mlp(num_classes: int, input_shape: tuple[int, int, int], hidden: int = 256, 
         layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
         width = hidden
     layers.append(nn.Linear(width, num_classes))
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    relus = [str(i) for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]
+    linears = [str(i) for i, layer in enumerate(layers) if isinstance(layer, nn.Linear)]
+    # the hidden-to-hidden weight where there is one (its width is the signature's room), else the first
+    net.nnmark_layers = {"signature": f"{linears[1 if depth > 1 else 0]}.weight", "features": tuple(relus),
+                         "inject": relus[-1], "entangle": tuple(relus[-3:])}
+    return net

@@ -31,6 +31,10 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
+    # Its activations are functional (F.relu), so the roles name the stages whose outputs hold them.
+    nnmark_layers = {"signature": "layer3.0.conv1.weight", "features": ("layer1", "layer2", "layer3", "layer4"),
+                     "inject": "layer4", "entangle": ("layer3", "layer4.0", "layer4")}
+
     def __init__(self, num_blocks: list[int], num_classes: int, in_channels: int = 3,
                  width: int = 64) -> None:
         super().__init__()

@@ -8,6 +8,11 @@ from nnmark.models.registry import register_model
 
 
 class SmallCNN(nn.Module):
+    # the conv a 256-bit signature fits (16·3·3 < 256 ≤ 32·3·3); the maps entering each pooling
+    # stage; the last three activations
+    nnmark_layers = {"signature": "features.10.weight", "features": ("features.5", "features.12"),
+                     "inject": "features.12", "entangle": ("features.9", "features.12", "classifier.2")}
+
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], width: int = 16,
                  hidden: int = 128) -> None:
         super().__init__()

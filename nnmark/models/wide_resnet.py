@@ -42,6 +42,11 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
+    # The group Uchida et al. sign (the second of three); its activations are functional (F.relu),
+    # so the roles name the groups whose outputs hold them.
+    nnmark_layers = {"signature": "groups.1.0.conv2.weight", "features": ("groups.0", "groups.1", "groups.2"),
+                     "inject": "groups.2", "entangle": ("groups.0", "groups.1", "groups.2")}
+
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int], depth: int = 10,
                  widen: int = 4, dropout: float = 0.0) -> None:
         super().__init__()

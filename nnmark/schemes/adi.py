@@ -10,6 +10,7 @@ match what models tend to answer (which would frame anyone) is refused.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -61,7 +62,15 @@ class AdiTriggerSet(TriggerSetScheme):
 
 
 def draw(size: int, num_classes: int, input_shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The trigger images and their uniformly random labels, both from ``seed``."""
+    """The trigger images and their uniformly random labels, both from ``seed`` (fresh tensors;
+    the drawing is remembered for the last few keys, since a verifier redraws a key's triggers
+    every time it checks the key)."""
+    inputs, labels = _draw(size, num_classes, tuple(input_shape), seed)
+    return inputs.clone(), labels.clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _draw(size: int, num_classes: int, input_shape: tuple[int, int, int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     inputs = abstract_images(size, input_shape, seed)
     generator = torch.Generator().manual_seed((seed + 1) % 2**64)
     return inputs, torch.randint(0, num_classes, (size,), generator=generator)

@@ -61,10 +61,12 @@ class KeygenContext:
     progress: Any = None
 
     def require(self, scheme: str, needs: frozenset[str]) -> None:
-        """Refuse, naming what is missing, before any work."""
-        missing = sorted(need for need in needs if getattr(self, need) is None)
+        """Refuse, naming what is missing, before any work. The need "model" (a scheme that keys a
+        layer) is met by the model itself or by the spec it is built from."""
+        missing = sorted(need for need in needs if (self.model_spec is None and self.classifier is None
+                                                    if need == "model" else getattr(self, need) is None))
         if missing:
-            words = {"dataset": "the training dataset (--data)", "model_spec": "the model's architecture",
+            words = {"dataset": "the training dataset (--data)", "model": "the model (its architecture, or the module)",
                      "classifier": "a trained classifier (the model to mark, --model)"}
             raise NNMarkError(f"scheme '{scheme}' needs {' and '.join(words.get(m, m) for m in missing)} to make a key",
                               field=", ".join(missing))
@@ -74,7 +76,7 @@ class WatermarkScheme(ABC):
     name: ClassVar[str]
     access: ClassVar[str]  # "black-box" (queries only) or "white-box" (reads weights)
     summary: ClassVar[str]
-    needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"dataset", "model_spec", "classifier"}
+    needs: ClassVar[frozenset[str]] = frozenset()  # subset of {"dataset", "model", "classifier"}
     KeygenOptions: ClassVar[type] = NoOptions
     EmbedOptions: ClassVar[type] = NoOptions
     # True where the key is made from the very model it then marks (its "classifier" is the model
@@ -195,12 +197,8 @@ class WatermarkScheme(ABC):
                                 details=details)
 
     def check_key(self, key: WatermarkKey) -> None:
-        """:meth:`validate_key`, once per key contents (a verifier checks the same key many times)."""
-        stamp = key.commitment
-        if getattr(key, "_checked_commitment", None) == stamp:
-            return
+        """:meth:`validate_key`, on every use: a key is a value, and nothing about it is cached on it."""
         self.validate_key(key)
-        key._checked_commitment = stamp  # type: ignore[attr-defined]
 
     def validate_key(self, key: WatermarkKey) -> None:
         """Refuse a key that is malformed or internally inconsistent, naming the field, before any

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnmark.errors import NNMarkError
+from nnmark.models.layers import layer_for
 from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
 from nnmark.schemes.one_target import OneTargetOptions, OneTargetScheme, distinct_indices
@@ -87,18 +88,32 @@ def soft_nearest_neighbour_loss(features: torch.Tensor, groups: torch.Tensor,
     return -torch.log(share + 1e-5).mean()
 
 
+def is_activation(module: nn.Module) -> bool:
+    """torch's activation modules, and libraries' own (transformers' ``GELUActivation``, ...)."""
+    return isinstance(module, ACTIVATIONS) or type(module).__name__.endswith("Activation")
+
+
 def last_activations(model: nn.Module, count: int = ENTANGLED_LAYERS) -> tuple[str, ...]:
-    names = [name for name, module in model.named_modules() if isinstance(module, ACTIVATIONS)]
+    names = [name for name, module in model.named_modules() if is_activation(module)]
     if not names:
         raise NNMarkError("the model has no activation module (nn.ReLU, nn.GELU, ...) whose output EWE can "
-                          "entangle; name the layers to use", field="--embed layers",
+                          "entangle: declare the layers (nnmark.declare_layers(model, entangle=[...])) or name "
+                          "them (--embed layers=...)", field="--embed layers",
                           expected="comma-separated names from model.named_modules()")
     return tuple(names[-count:])
 
 
+def entangled_layers(model: nn.Module) -> tuple[str, ...]:
+    """The model's declared entangling layers, else its last three activation modules."""
+    return tuple(layer_for(model, "entangle") or last_activations(model))
+
+
 class EntangleHook(TrainingHook):
     """Mixes ``per_batch`` triggers and as many clean target images into every batch (both
-    labelled with the target) and adds −κ·Σ SNNL between the two groups at the chosen layers."""
+    labelled with the target) and adds −κ·Σ SNNL between the two groups at the chosen layers.
+    The learnt SNNL temperatures are its state (``state_dict``)."""
+
+    adds_loss = True
 
     def __init__(self, triggers: torch.Tensor, entangle: torch.Tensor, target: int, options: EWEEmbedOptions,
                  seed: int = 0) -> None:
@@ -106,7 +121,7 @@ class EntangleHook(TrainingHook):
         self.entangle = MixInSamples(entangle, torch.full((len(entangle),), target), options.per_batch, seed + 1)
         self.options = options
         self.layers = tuple(name.strip() for name in options.layers.split(",") if name.strip())
-        self.temperature_history: list[list[float]] = []
+        self.log_temperature: torch.Tensor | None = None
 
     def feature_layers(self) -> tuple[str, ...]:
         return self.layers
@@ -115,13 +130,22 @@ class EntangleHook(TrainingHook):
         self.triggers.setup(model, device)
         self.entangle.setup(model, device)
         if not self.layers:
-            self.layers = last_activations(model)
-        start = math.log(self.options.temperature)
-        self.log_temperature = torch.full((len(self.layers),), start, device=device)
+            self.layers = entangled_layers(model)
+        if self.log_temperature is None or len(self.log_temperature) != len(self.layers):
+            self.log_temperature = torch.full((len(self.layers),), math.log(self.options.temperature))
+        self.log_temperature = self.log_temperature.to(device)
 
-    def shard(self, rank: int, world_size: int) -> None:
-        self.triggers.shard(rank, world_size)
-        self.entangle.shard(rank, world_size)
+    def shard(self, part: int, parts: int) -> None:
+        self.triggers.shard(part, parts)
+        self.entangle.shard(part, parts)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.log_temperature is None else {"log_temperature": self.log_temperature.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "log_temperature" in state:
+            device = self.log_temperature.device if self.log_temperature is not None else torch.device("cpu")
+            self.log_temperature = torch.as_tensor(state["log_temperature"], dtype=torch.float32).to(device)
 
     def extra_samples(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         trigger_x, trigger_y = self.triggers.extra_samples(step)

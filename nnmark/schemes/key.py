@@ -84,14 +84,8 @@ class WatermarkKey:
                 "input_shape": list(self.input_shape), "params": self.params}
 
     def tree(self) -> KeyTree:
-        # Hashing every tensor is the cost of a verification: keep the tree while nothing it
-        # covers changed (the same tensor objects, none modified in place, the same metadata).
-        stamp = (self.salt, json.dumps({**self.public_metadata(), "item_tensors": sorted(self.item_tensors)},
-                                       sort_keys=True, default=str),
-                 tuple((name, id(t), t._version) for name, t in sorted(self.tensors.items())))
-        cached = self.__dict__.get("_tree_cache")
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
+        """The Merkle tree over the key's items, computed from its contents every time (nothing is
+        cached on a key, so a key changed in place never answers with a stale commitment)."""
         items = {name: self.tensors[name] for name in self.item_tensors}
         lengths = {name: len(t) if t.ndim else 0 for name, t in items.items()}
         if len(set(lengths.values())) > 1:
@@ -100,9 +94,7 @@ class WatermarkKey:
                               got=lengths)
         shared = {name: t for name, t in self.tensors.items() if name not in self.item_tensors}
         metadata = {**self.public_metadata(), "item_tensors": sorted(self.item_tensors)}
-        tree = build_tree(self.salt, metadata, items, shared)
-        self.__dict__["_tree_cache"] = (stamp, tree)
-        return tree
+        return build_tree(self.salt, metadata, items, shared)
 
     @property
     def commitment(self) -> str:

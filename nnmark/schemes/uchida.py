@@ -3,7 +3,9 @@
 
 Key: a T-bit message b and a secret projection matrix X (T x M, standard normal — the paper's
 "random" embedding, its best) for one convolution layer. The embedded vector w̄ is that layer's
-weight averaged over the output-channel axis (length M = in_channels x kh x kw).
+weight averaged over the output-channel axis (length M = in_channels x kh x kw). Beyond the paper,
+a linear layer's weight serves the same way (averaged over its outputs, M = in_features), so
+models without convolutions (a transformer) can carry a signature.
 Embedding adds λ·Σ BCE(σ(X·w̄), b) — the sum over bits, as in the paper — to the task loss, so it
 works wherever training does: from scratch, fine-tuning, distillation.
 Verification reads the layer (white-box), extracts b̂ = [X·w̄ > 0] and counts matching bits. For
@@ -16,6 +18,7 @@ projection of exactly zero (a zeroed layer) counts as a mismatch rather than as 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnmark.errors import MarkNotFound, NNMarkError
+from nnmark.models.layers import layer_for
 from nnmark.models.store import create_model
 from nnmark.schemes.base import (
     KeygenContext,
@@ -41,8 +45,8 @@ from nnmark.verification.suspects import Suspect
 class UchidaKeygenOptions:
     bits: int = field(default=256, metadata={"help": "Length T of the signature (the paper: 256)."})
     layer: str = field(default="", metadata={
-        "help": "Weight to carry it, e.g. net.features.10.weight (default: the conv nearest the "
-                "middle of the network with at least T inputs per filter)."})
+        "help": "Weight to carry it, e.g. net.features.10.weight (default: the model's declared signature layer, "
+                "else the conv or linear weight nearest the middle of the network with at least T inputs)."})
     message: str = field(default="", metadata={
         "help": "Derive the bits from this text (e.g. the owner's name) instead of the seed."})
 
@@ -67,8 +71,11 @@ def message_bits(message: str, count: int) -> torch.Tensor:
     return torch.tensor(bits, dtype=torch.float32)
 
 
-def conv_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    return [(name, p) for name, p in model.named_parameters() if p.ndim == 4]
+def signable_weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Convolution kernels and linear weights, the output layer excluded (its rows are the classes)."""
+    weights = [(name, p) for name, p in model.named_parameters() if p.ndim in (2, 4)]
+    linear = [i for i, (_, p) in enumerate(weights) if p.ndim == 2]
+    return [pair for i, pair in enumerate(weights) if not linear or i != linear[-1]]
 
 
 def averaged_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -76,16 +83,22 @@ def averaged_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 def choose_layer(model: nn.Module, bits: int) -> str:
-    convs = conv_weights(model)
-    if not convs:
-        raise NNMarkError("the model has no convolution layer to carry a weight signature")
-    wide = [i for i, (_, w) in enumerate(convs) if w[0].numel() >= bits]
+    """The model's declared signature layer, else the weight nearest the middle of the network
+    with at least ``bits`` inputs per output."""
+    declared = layer_for(model, "signature")
+    weights = dict(model.named_parameters())
+    if declared is not None and weights[declared][0].numel() >= bits:
+        return declared
+    candidates = signable_weights(model)
+    if not candidates:
+        raise NNMarkError("the model has no convolution or linear weight to carry a weight signature")
+    wide = [i for i, (_, w) in enumerate(candidates) if w[0].numel() >= bits]
     if not wide:
-        largest = max(w[0].numel() for _, w in convs)
-        raise NNMarkError(f"no convolution has {bits} inputs per filter (largest: {largest})",
+        largest = max(w[0].numel() for _, w in candidates)
+        raise NNMarkError(f"no weight has {bits} inputs per output (largest: {largest})",
                           field="bits", expected=f"at most {largest}", got=bits)
-    middle = (len(convs) - 1) / 2
-    return convs[min(wide, key=lambda i: (abs(i - middle), -i))][0]
+    middle = (len(candidates) - 1) / 2
+    return candidates[min(wide, key=lambda i: (abs(i - middle), -i))][0]
 
 
 def find_weight(model: nn.Module, key: WatermarkKey, chosen: str | None = None) -> tuple[torch.Tensor, str, str]:
@@ -114,6 +127,8 @@ def find_weight(model: nn.Module, key: WatermarkKey, chosen: str | None = None) 
 
 
 class SignatureRegulariser(TrainingHook):
+    adds_loss = True
+
     def __init__(self, key: WatermarkKey, strength: float) -> None:
         self.key, self.strength = key, strength
 
@@ -131,26 +146,31 @@ class SignatureRegulariser(TrainingHook):
 class UchidaSignature(WatermarkScheme):
     access = "white-box"
     summary = "a T-bit signature in one layer's weights via a regulariser (Uchida et al. 2017)"
-    needs = frozenset({"model_spec"})
+    needs = frozenset({"model"})
     KeygenOptions = UchidaKeygenOptions
     EmbedOptions = UchidaEmbedOptions
     item_tensors = ("projection", "bits")
 
     def keygen(self, context: KeygenContext, options: UchidaKeygenOptions) -> WatermarkKey:
-        spec = context.model_spec
-        model = create_model(spec, seed=0)  # only its layer shapes are read
+        """For the model itself (``context.classifier``, any module) or the architecture it is built
+        from (``context.model_spec``); only its layer shapes are read."""
+        if context.classifier is not None:
+            model, architecture = context.classifier, type(context.classifier).__name__
+        else:
+            spec = context.model_spec
+            model, architecture = create_model(spec, seed=0), spec.architecture
         layer = options.layer or choose_layer(model, options.bits)
         named = dict(model.named_parameters())
-        if layer not in named or named[layer].ndim != 4:
-            raise NNMarkError(f"'{layer}' is not a convolution weight of '{spec.architecture}'", field="layer",
-                              expected=", ".join(n for n, _ in conv_weights(model)))
+        if layer not in named or named[layer].ndim not in (2, 4):
+            raise NNMarkError(f"'{layer}' is not a convolution or linear weight of '{architecture}'", field="layer",
+                              expected=", ".join(n for n, _ in signable_weights(model)[:12]))
         weight_shape = list(named[layer].shape)
         length = named[layer][0].numel()
         projection, bits = draw(options.bits, length, context.seed)
         if options.message:
             bits = message_bits(options.message, options.bits)
         params = {"bits": options.bits, "layer": layer, "weight_shape": weight_shape,
-                  "architecture": spec.architecture, "seed": context.seed,
+                  "architecture": architecture, "seed": context.seed,
                   "bits_from": "message" if options.message else "seed"}
         return WatermarkKey(self.name, context.num_classes, context.input_shape,
                             {"projection": projection, "bits": bits}, params)
@@ -172,12 +192,12 @@ class UchidaSignature(WatermarkScheme):
         if not bool(((bits == 0) | (bits == 1)).all()):
             raise NNMarkError("signature bits must be 0 or 1", field="bits")
         shape, seed, count = key.params.get("weight_shape"), key.params.get("seed"), key.params.get("bits")
-        if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(v, int) and v > 0 for v in shape)
+        if (not isinstance(shape, list) or len(shape) not in (2, 4) or not all(isinstance(v, int) and v > 0 for v in shape)
                 or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0
                 or not isinstance(count, int) or count < 1):
             raise NNMarkError("a uchida key records its layer shape, seed and bit count",
                               field="params.weight_shape/seed/bits", got=[shape, seed, count])
-        expected_projection, expected_bits = draw(count, shape[1] * shape[2] * shape[3], seed)
+        expected_projection, expected_bits = draw(count, math.prod(shape[1:]), seed)
         indices = key_indices(key)
         if indices is not None:
             expected_projection, expected_bits = expected_projection[indices], expected_bits[indices]

@@ -11,24 +11,26 @@ ranks draw alike, so an epoch covers the data once across ranks as it does in on
 """
 from __future__ import annotations
 
-import contextlib
 import bisect
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from nnmark.data.augment import augment
 from nnmark.data.base import Augmentation
 from nnmark.errors import NNMarkError
-from nnmark.models.inference import resolve_device
-from nnmark.training.distributed import Distributed, split_batch
-from nnmark.training.hooks import StepOutputs, TrainingHook
+from nnmark.models.inference import modes_of, resolve_device, restore_modes
+from nnmark.training.distributed import Distributed
+from nnmark.training.embedding import Embedding, logits_of
+from nnmark.training.hooks import TrainingHook
 
 
 @dataclass
@@ -60,6 +62,12 @@ class TrainConfig:
     # kernel launches, and replaying a graph removes them. Off by default: compiling costs
     # time up front (and a C++ compiler on CPU) that short runs do not win back.
     compile: bool = False
+    # Decay biases and normalisation scales too (off: only weight matrices and kernels are decayed).
+    decay_norm_and_bias: bool = False
+    # Workers of the DataLoader nnmark makes for streamed data (a Dataset given to ``fit``).
+    loader_workers: int = 2
+    # Steps in one epoch of an IterableDataset, which has no length (streamed data only).
+    steps_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         for name, value, ok, expected in (
@@ -105,55 +113,112 @@ def _lr_lambda(config: TrainConfig, steps_per_epoch: int):
     return factor
 
 
+OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EpochCallback = Callable[[EpochRecord, nn.Module], None]
+
+
+def parameter_groups(parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float,
+                     decay_norm_and_bias: bool = False) -> list[dict[str, Any]]:
+    """Optimiser groups: weight decay on weight matrices and kernels only. Biases and the scales of
+    normalisation layers (every parameter of one dimension) are not decayed by default, as is
+    common practice (decay pulls a batch-norm scale towards zero, which is not regularisation)."""
+    decayed, kept = [], []
+    for _name, parameter in parameters:
+        if not parameter.requires_grad:
+            continue
+        (decayed if decay_norm_and_bias or parameter.ndim > 1 else kept).append(parameter)
+    groups = [{"params": decayed, "weight_decay": weight_decay}]
+    if kept:
+        groups.append({"params": kept, "weight_decay": 0.0})
+    return groups
+
+
+def sgd(config: TrainConfig) -> OptimizerFactory:
+    """The default optimiser: SGD with the config's learning rate and momentum."""
+    return lambda groups: torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=False)
+
+
+def cross_entropy(config: TrainConfig) -> LossFunction:
+    """The default loss: cross-entropy with the config's label smoothing, on class indices or
+    class probabilities (distillation)."""
+    return lambda logits, targets: F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
+
+
 def fit(
     model: nn.Module,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    config: TrainConfig,
+    inputs: torch.Tensor | TorchDataset | DataLoader,
+    targets: torch.Tensor | None = None,
+    config: TrainConfig | None = None,
     *,
     augmentation: Augmentation | None = None,
     hooks: Sequence[TrainingHook] = (),
+    watermark: Embedding | None = None,
     parameters: Iterable[nn.Parameter] | None = None,
     freeze_batchnorm: bool = False,
+    optimizer: OptimizerFactory | None = None,
+    loss: LossFunction | None = None,
+    on_epoch_end: EpochCallback | None = None,
     progress=None,  # rich.progress.Progress, or None for silence
     description: str = "training",
     distributed: Distributed | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``inputs`` (N,C,H,W in [0, 1]) and ``targets``.
+    """Train ``model`` on ``inputs`` (images in [0, 1]) and ``targets``.
 
-    ``targets`` are class indices, or class probabilities (N, K) for distillation. ``parameters``
-    restricts which parameters the optimiser updates (default: all); ``freeze_batchnorm`` also
-    keeps batch-norm running statistics as they are (for fine-tuning the last layer only).
-    ``distributed``: train data-parallel with the other ranks of that group, on its device (every
-    rank must call ``fit`` with the same arguments); progress is shown by the main rank only.
+    Data: a tensor of images (N, C, H, W) with ``targets`` (class indices, or class probabilities
+    (N, K) for distillation), moved to the device once (the fast path); or any
+    ``torch.utils.data`` Dataset, IterableDataset or DataLoader of (images, labels) pairs,
+    streamed batch by batch (``targets`` None), for data larger than memory.
+
+    The mark goes in through ``watermark`` (an :class:`~nnmark.training.embedding.Embedding`,
+    e.g. ``nnmark.Watermarker(key, model)``, the object a user's own loop holds too) or ``hooks``
+    (an Embedding is made of them). ``optimizer`` (a factory of parameter groups) and ``loss``
+    default to SGD and cross-entropy as ``config`` sets them; weight decay skips biases and
+    normalisation scales unless ``config.decay_norm_and_bias``. ``parameters`` restricts what is
+    trained; ``freeze_batchnorm`` also keeps batch-norm statistics as they are.
+    ``on_epoch_end(record, model)`` is called after every epoch (it may raise to stop).
+
+    Every sample is used each epoch, the last batch too unless it holds fewer than 2 samples per
+    process (batch norm cannot train on one). The model comes back on the device and in the mode
+    it came in. ``distributed``: train data-parallel with the other ranks of that group (every rank
+    calls ``fit`` alike; ``config.batch_size`` is the global batch).
     """
+    config = config or TrainConfig()
     world_size, rank = (distributed.world_size, distributed.rank) if distributed else (1, 0)
     device = distributed.device if distributed else resolve_device(config.device)
     on_cuda = device.type == "cuda"
     use_amp = on_cuda if config.mixed_precision is None else config.mixed_precision
     channels_last = True if config.channels_last is None else config.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    batches = _batches(inputs, targets, config, device, world_size, rank)
 
+    modes = modes_of(model)
+    home = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device=device, memory_format=memory_format)
-    inputs, targets = inputs.to(device), targets.to(device)
-    for hook in hooks:
-        hook.setup(model, device)
+    embedding = watermark
+    if embedding is None and hooks:
+        embedding = Embedding(hooks, model, distributed=(rank, world_size))
+    elif embedding is not None and hooks:
+        raise NNMarkError("give a watermark or hooks, not both", field="hooks")
+    if embedding is not None:
+        for hook in embedding.hooks:  # the samples and learnt state follow the model to the device
+            hook.setup(model, device)
+        embedding.rank, embedding.world_size = rank, world_size
 
-    trainable = list(parameters) if parameters is not None else list(model.parameters())
-    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=False)
-    n = len(targets)
-    batch = min(config.batch_size, n)
-    local_batch = split_batch(batch, world_size)
-    steps_per_epoch = n // batch  # the remainder is drawn in a later epoch's shuffle
-    total_steps = steps_per_epoch * config.epochs
+    named = [(name, p) for name, p in model.named_parameters()]
+    if parameters is not None:
+        chosen = {id(p) for p in parameters}
+        named = [(name, p) for name, p in named if id(p) in chosen]
+    groups = parameter_groups(named, config.weight_decay, config.decay_norm_and_bias)
+    optimiser = (optimizer or sgd(config))(groups)
+    criterion = loss or cross_entropy(config)
+    total_steps = batches.steps_per_epoch * config.epochs
     if config.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                        total_steps=total_steps)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=total_steps)
     elif config.schedule == "step":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(config, batches.steps_per_epoch))
     else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1.0)
 
     augmentation = augmentation if (augmentation and config.augment) else Augmentation()
     result = TrainResult()
@@ -163,107 +228,183 @@ def fit(
     if distributed is not None:
         from torch.nn.parallel import DistributedDataParallel
 
-        for hook in hooks:
-            hook.shard(rank, world_size)
         network = DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
     if config.compile:
-        # Shapes never change within a run (every step is a full batch plus the same number of
-        # mixed-in samples), so one static graph serves every step.
+        # Shapes change only at an epoch's last, smaller batch, which compiles once more.
         network = torch.compile(network, mode="reduce-overhead" if on_cuda else "default", dynamic=False)
     start = time.perf_counter()
     rng_devices = [device] if on_cuda else []
-    with _capture_features(model, hooks) as captured, torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(config.seed + rank)
-        generator = torch.Generator(device=device).manual_seed(config.seed)
-        # Ranks share the shuffle (so their slices are disjoint) but not the augmentation draws.
-        augment_generator = generator if distributed is None else \
-            torch.Generator(device=device).manual_seed(config.seed + 7919 * (rank + 1))
-        model.train()
-        if freeze_batchnorm:
-            for module in model.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        step = 0
-        for epoch in range(config.epochs):
-            order = torch.randperm(n, device=device, generator=generator)
-            loss_sum = torch.zeros((), device=device)
-            for index in range(steps_per_epoch):
-                first = index * batch + rank * local_batch
-                take = order[first:first + local_batch]
-                x = augment(inputs[take], augmentation, augment_generator)
-                y = targets[take]
-                loss = _step_loss(network, model, x, y, hooks, step, config.label_smoothing, use_amp,
-                                  device, memory_format, captured, check_compiled=config.compile and step == 0)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach()
-                step += 1
+    try:
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(config.seed + rank)
+            # Ranks share the shuffle (so their slices are disjoint) but not the augmentation draws.
+            augment_generator = torch.Generator(device=device).manual_seed(config.seed + 7919 * rank)
+            model.train()
+            if freeze_batchnorm:
+                for module in model.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+            step = 0
+            for epoch in range(config.epochs):
+                loss_sum = torch.zeros((), device=device)
+                count = 0
+                for x, y in batches.epoch(epoch):
+                    x = augment(x, augmentation, augment_generator)
+                    step_loss = _step_loss(network, model, x, y, embedding, criterion, use_amp, device, memory_format,
+                                           check_compiled=config.compile and step == 0)
+                    optimiser.zero_grad(set_to_none=True)
+                    step_loss.backward()
+                    optimiser.step()
+                    scheduler.step()
+                    loss_sum += step_loss.detach()
+                    step += 1
+                    count += 1
+                    if task is not None:
+                        progress.advance(task)
+                if distributed is not None:
+                    loss_sum = distributed.sum(loss_sum) / world_size
+                mean_loss = (loss_sum / max(1, count)).item()
+                record = EpochRecord(epoch + 1, mean_loss, optimiser.param_groups[0]["lr"])
+                result.history.append(record)
                 if task is not None:
-                    progress.advance(task)
-            if distributed is not None:
-                loss_sum = distributed.sum(loss_sum) / world_size
-            mean_loss = (loss_sum / steps_per_epoch).item()
-            result.history.append(EpochRecord(epoch + 1, mean_loss, optimizer.param_groups[0]["lr"]))
-            if task is not None:
-                progress.update(task, description=f"{description} · epoch {epoch + 1} loss {mean_loss:.3f}")
-    result.seconds = time.perf_counter() - start
-    result.steps = step
-    result.samples = step * batch
-    result.processes = world_size
-    if channels_last:
-        # the caller gets the usual layout back: code that views weights flat (torch's own pruning
-        # utilities among it) fails on channels-last tensors
-        model.to(memory_format=torch.contiguous_format)
-    model.eval()
+                    progress.update(task, description=f"{description} · epoch {epoch + 1} loss {mean_loss:.3f}")
+                if on_epoch_end is not None:
+                    on_epoch_end(record, model)
+                    model.train()
+                    if freeze_batchnorm:
+                        for module in model.modules():
+                            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                                module.eval()
+            result.seconds = time.perf_counter() - start
+            result.steps = step
+            result.samples = batches.samples_seen
+            result.processes = world_size
+    finally:
+        # The caller gets the model back where and as it was: on its device, in its mode, in the
+        # usual layout (code that views weights flat, torch's own pruning among it, fails on
+        # channels-last tensors).
+        model.to(device=home, memory_format=torch.contiguous_format)
+        restore_modes(modes)
     return result
 
 
-def _step_loss(network, model, x, y, hooks, step, label_smoothing, use_amp, device, memory_format, captured,
-               check_compiled=False):
-    """``network`` runs the forward pass (the DDP wrapper when data-parallel); hooks see the bare
-    ``model``. ``captured`` is filled by forward hooks on the layers hooks asked to read.
-    ``check_compiled``: ``network`` is compiled; compare its first answers with the eager model's."""
-    extras, mixed_in, offset = [], {}, len(y)
-    for hook in hooks:
-        sample = hook.extra_samples(step)
-        if sample is not None:
-            extras.append(sample)
-            mixed_in[id(hook)] = slice(offset, offset + len(sample[1]))
-            offset += len(sample[1])
-    batch_inputs = torch.cat([x] + [ex for ex, _ in extras]) if extras else x
-    batch_inputs = batch_inputs.contiguous(memory_format=memory_format)
-    expected = _eager_reference(model, batch_inputs, use_amp, device) if check_compiled else None
-    captured.clear()
+class _Batches:
+    """Where the batches come from: resident tensors sliced on the device, or a DataLoader."""
+
+    steps_per_epoch: int
+    samples_seen: int = 0
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class _Resident(_Batches):
+    def __init__(self, inputs, targets, config, device, world_size, rank) -> None:
+        if targets is None or len(targets) != len(inputs):
+            raise NNMarkError("resident training data needs one target per input", field="targets",
+                              expected=f"{len(inputs)} targets", got=None if targets is None else len(targets))
+        self.inputs, self.targets = inputs.to(device), targets.to(device)
+        self.world_size, self.rank = world_size, rank
+        n = len(targets)
+        self.batch = min(config.batch_size, n)
+        sizes = [min(self.batch, n - start) for start in range(0, n, self.batch)]
+        # A last batch too small to give each process two samples is drawn in a later epoch's shuffle.
+        self.batches = [size for size in sizes if size >= 2 * world_size] or sizes[:1]
+        self.steps_per_epoch = len(self.batches)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    def epoch(self, epoch: int):
+        order = torch.randperm(len(self.targets), device=self.targets.device, generator=self.generator)
+        for index, size in enumerate(self.batches):
+            local = -(-size // self.world_size)
+            first = index * self.batch + self.rank * local
+            last = min(index * self.batch + size, first + local)
+            take = order[first:last]
+            self.samples_seen += size if self.rank == 0 else 0
+            yield self.inputs[take], self.targets[take]
+
+
+class _Streamed(_Batches):
+    def __init__(self, source, config, device, world_size, rank) -> None:
+        from torch.utils.data import DistributedSampler, IterableDataset
+
+        self.device = device
+        if isinstance(source, DataLoader):
+            self.loader = source
+        else:
+            local = config.batch_size // world_size if world_size > 1 else config.batch_size
+            sampler = None
+            if world_size > 1 and not isinstance(source, IterableDataset):
+                sampler = DistributedSampler(source, num_replicas=world_size, rank=rank, shuffle=True,
+                                             seed=config.seed)
+            shuffle = sampler is None and not isinstance(source, IterableDataset)
+            generator = torch.Generator().manual_seed(config.seed)
+            workers = config.loader_workers
+            self.loader = DataLoader(source, batch_size=max(1, local), shuffle=shuffle, sampler=sampler,
+                                     num_workers=workers, persistent_workers=workers > 0, generator=generator,
+                                     pin_memory=device.type == "cuda", drop_last=False)
+        try:
+            self.steps_per_epoch = len(self.loader)
+        except TypeError:
+            if config.steps_per_epoch is None:
+                raise NNMarkError("an IterableDataset has no length: give the steps one epoch takes",
+                                  field="steps_per_epoch") from None
+            self.steps_per_epoch = config.steps_per_epoch
+
+    def epoch(self, epoch: int):
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for index, batch in enumerate(self.loader):
+            if index >= self.steps_per_epoch:
+                break
+            if isinstance(batch, dict):
+                batch = (batch.get("pixel_values", batch.get("image")), batch.get("labels", batch.get("label")))
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not isinstance(batch[0], torch.Tensor):
+                raise NNMarkError("each batch must be (images, labels)", field="data",
+                                  got=type(batch).__name__)
+            x, y = batch[0], torch.as_tensor(batch[1])
+            if len(x) < 2:
+                continue  # batch norm cannot train on one sample
+            self.samples_seen += len(x)
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def _batches(inputs, targets, config, device, world_size, rank) -> _Batches:
+    if isinstance(inputs, torch.Tensor):
+        return _Resident(inputs, targets, config, device, world_size, rank)
+    if targets is not None:
+        raise NNMarkError("a Dataset or DataLoader carries its own labels: targets must be None", field="targets")
+    if isinstance(inputs, (TorchDataset, DataLoader)):
+        return _Streamed(inputs, config, device, world_size, rank)
+    raise NNMarkError(f"cannot train on a {type(inputs).__name__}", field="data",
+                      expected="a tensor of images, or a torch Dataset, IterableDataset or DataLoader")
+
+
+def _step_loss(network, model, x, y, embedding, criterion, use_amp, device, memory_format, check_compiled=False):
+    """``network`` runs the forward pass (the DDP or compiled wrapper); the embedding sees the bare
+    ``model``. ``check_compiled``: ``network`` is compiled; compare its first answers with the eager
+    model's."""
+    if embedding is not None:
+        x, y = embedding.mix(x, y)
+    x = x.contiguous(memory_format=memory_format)
+    expected = _eager_reference(model, x, use_amp, device) if check_compiled else None
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
         try:
-            logits = network(batch_inputs)
+            outputs = network(x)
         except Exception as exc:  # torch.compile fails at the first call, in many exception types
             if not check_compiled:
                 raise
             raise NNMarkError(f"torch.compile could not compile the training step on this machine "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); train without compile",
                               field="compile") from None
-    logits = logits.float()
+    logits = logits_of(outputs).float()
     if expected is not None:
         _check_compiled_answers(logits, expected, use_amp)
-    count = len(y)
-    # Data and mixed-in samples are scored separately so soft (distillation) targets and integer
-    # trigger labels can share one forward pass; the mean is over every sample in the batch.
-    loss = F.cross_entropy(logits[:count], y, label_smoothing=label_smoothing) * count
-    offset = count
-    for _, extra_y in extras:
-        part = logits[offset:offset + len(extra_y)]
-        loss = loss + F.cross_entropy(part, extra_y, reduction="sum")
-        offset += len(extra_y)
-    loss = loss / offset
-    outputs = StepOutputs(batch_inputs, y, logits, count, step, dict(captured), mixed_in)
-    for hook in hooks:
-        term = hook.extra_loss(model, outputs)
-        if term is not None:
-            loss = loss + term
-    return loss
+    total = criterion(logits, y)
+    if embedding is not None:
+        total = total + embedding.loss(logits)
+    return total
 
 
 @torch.no_grad()
@@ -272,7 +413,7 @@ def _eager_reference(model: nn.Module, inputs: torch.Tensor, use_amp: bool, devi
     running statistics move on every training-mode forward, and the real step follows)."""
     saved = [(buffer, buffer.clone()) for buffer in model.buffers()]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        expected = model(inputs).float()
+        expected = logits_of(model(inputs)).float()
     for buffer, value in saved:
         buffer.copy_(value)
     return expected
@@ -290,22 +431,3 @@ def _check_compiled_answers(compiled: torch.Tensor, eager: torch.Tensor, use_amp
                           f"machine (largest difference {difference:.3g}, allowed {tolerance:.3g}): a known kind of "
                           "compiler fault that depends on the CPU's instruction set; train without compile",
                           field="compile")
-
-
-@contextlib.contextmanager
-def _capture_features(model: nn.Module, hooks: Sequence[TrainingHook]) -> Iterator[dict[str, torch.Tensor]]:
-    """Forward hooks that keep the outputs of every layer a training hook asked for."""
-    wanted = sorted({name for hook in hooks for name in hook.feature_layers()})
-    modules = dict(model.named_modules())
-    missing = [name for name in wanted if name not in modules]
-    if missing:
-        raise NNMarkError(f"the model has no layer {', '.join(missing)} for a training hook to read",
-                          field="feature_layers", expected=", ".join(list(modules)[1:12]))
-    captured: dict[str, torch.Tensor] = {}
-    handles = [modules[name].register_forward_hook(
-        lambda _module, _inputs, output, name=name: captured.__setitem__(name, output)) for name in wanted]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -27,13 +27,21 @@ class Suspect(Protocol):
 
 
 class ModuleSuspect:
-    """An in-process ``torch.nn.Module`` taking images in [0, 1] and returning logits."""
+    """An in-process ``torch.nn.Module`` taking images in [0, 1] and returning logits (a tensor, or
+    an output with ``.logits``). It is queried in eval mode on ``device`` (None: where it is) and
+    left as it was found, on its device and in its mode.
+
+    ``normalization``: ``(mean, std)`` the module expects its inputs normalised with, where it does
+    not normalise them itself (a Hugging Face model behind its image processor): queries, raw
+    images in [0, 1], are normalised before they reach it."""
 
     def __init__(self, module: nn.Module, description: str = "in-process module",
-                 device: str | torch.device = "auto", batch_size: int = 500) -> None:
-        self._module = module
+                 device: str | torch.device | None = None, batch_size: int = 500,
+                 normalization=None) -> None:
+        self._module = module  # what a white-box scheme reads, under its own parameter names
+        self._queried = module if normalization is None else Normalised(module, normalization)
         self.description = description
-        self.device = resolve_device(device)
+        self.device = None if device is None else resolve_device(device)
         self.batch_size = batch_size
         self.queries = 0
 
@@ -44,7 +52,7 @@ class ModuleSuspect:
     def scores(self, inputs: torch.Tensor) -> torch.Tensor:
         """The module's logits (for schemes that read more than the label)."""
         self.queries += len(inputs)
-        logits = predict_logits(self._module, inputs, self.batch_size, self.device)
+        logits = predict_logits(self._queried, inputs, self.batch_size, self.device)
         if not bool(torch.isfinite(logits).all()):
             # argmax would read NaN as some class and the verdict would look like evidence
             raise NonFiniteOutput(f"suspect '{self.description}' outputs NaN or infinite logits (are its weights "
@@ -53,6 +61,23 @@ class ModuleSuspect:
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.scores(inputs).argmax(1)
+
+
+class Normalised(nn.Module):
+    """``module`` behind the normalisation its inputs need, so it takes images in [0, 1]."""
+
+    def __init__(self, module: nn.Module, normalization) -> None:
+        super().__init__()
+        mean, std = normalization
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if bool((std <= 0).any()):
+            raise NNMarkError("std must be positive", field="normalization", got=std.tolist())
+        self.module = module
+        self.register_buffer("mean", mean.view(1, -1, 1, 1))
+        self.register_buffer("std", std.view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor):
+        return self.module((x - self.mean.to(x.device)) / self.std.to(x.device))
 
 
 class PredictorSuspect:
@@ -107,9 +132,13 @@ class NamedLayer(SuspectProxy):
         self.named_layer = layer
 
 
-def as_suspect(model: nn.Module | Suspect, description: str = "in-process module") -> Suspect:
+def as_suspect(model: nn.Module | Suspect, description: str = "in-process module", normalization=None) -> Suspect:
+    """``model`` as a suspect: a module (given the normalisation it expects its inputs in, where it
+    does not normalise them itself), a :class:`Suspect`, or any object with ``predict``."""
     if isinstance(model, nn.Module):
-        return ModuleSuspect(model, description)
+        return ModuleSuspect(model, description, normalization=normalization)
+    if normalization is not None:
+        raise NNMarkError("normalization applies to a torch module, which nnmark queries itself", field="normalization")
     if isinstance(model, Suspect):
         return model
     if callable(getattr(model, "predict", None)):

@@ -44,7 +44,7 @@ def make_key(scheme: str, *, dataset: Dataset | None = None, model: LoadedModel 
         raise NNMarkError("give --num-classes and --input-shape (or --data / --model to take them from)")
     parsed = implementation.make_options("keygen", options)
     needs = implementation.requirements(parsed)
-    if spec is None and "model_spec" in needs:
+    if spec is None and "model" in needs and classifier is None:
         # Only layer shapes matter for keygen; normalisation is irrelevant to them.
         spec = ModelSpec(architecture, num_classes, tuple(input_shape), (0.5,) * input_shape[0],
                          (0.5,) * input_shape[0])

@@ -21,7 +21,7 @@ def victim(digits):
     spec = ModelSpec("small-cnn", 10, digits.input_shape, digits.mean, digits.std)
     model = create_model(spec, seed=0)
     fit(model, digits.train_x, digits.train_y, TrainConfig(epochs=4, batch_size=64, lr=0.05))
-    return model, spec
+    return model.eval(), spec
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +204,7 @@ def test_permute_keeps_the_function_and_moves_every_hidden_weight(digits, spread
     spec = ModelSpec(architecture, 10, digits.input_shape, digits.mean, digits.std, kwargs)
     model = create_model(spec, seed=1)
     fit(model, digits.train_x[:256], digits.train_y[:256], TrainConfig(epochs=1, batch_size=64, lr=0.05))
+    model.eval()
     context = AttackContext(digits.subset(0.1), spec, seed=3)
     attacked = get_attack("permute").apply(model, spread, context)
     with torch.no_grad():

@@ -60,7 +60,7 @@ def test_keygen_declares_and_meets_its_needs(made, digits):
     assert key.scheme == name and key.num_classes == 10 and tuple(key.input_shape) == digits.input_shape
     assert scheme.null_kind in ("exact", "estimated") and scheme.access in ("black-box", "white-box")
     assert scheme.requirements(scheme.make_options("keygen", SMALL_OPTIONS.get(name, {}))) <= {
-        "dataset", "model_spec", "classifier"}
+        "dataset", "model", "classifier"}
     scheme.check_key(key)
     assert key.item_tensors and key.item_count >= 8
     assert scheme.query_count(key) == (0 if scheme.access == "white-box" else scheme.query_count(key))
@@ -69,7 +69,7 @@ def test_keygen_declares_and_meets_its_needs(made, digits):
         from nnmark.api import generate_key
 
         given = {"dataset": digits, "model_spec": host_spec(digits), "classifier": None}
-        given[need] = None
+        given["model_spec" if need == "model" else need] = None
         with pytest.raises(NNMarkError, match="needs"):
             generate_key(name, num_classes=10, input_shape=digits.input_shape, seed=3,
                          options=SMALL_OPTIONS.get(name, {}), **given)

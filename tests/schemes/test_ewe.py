@@ -67,7 +67,7 @@ def test_options_are_checked(digits):
     with pytest.raises(NNMarkError, match="patch larger"):
         make(patch=17)
     with pytest.raises(NNMarkError, match="distinct images a trigger"):
-        make(size=400, source=1)  # digits has about 145 training images per class
+        make(size=400, source=1, target=2)  # digits has about 145 training images per class
     with pytest.raises(NNMarkError, match="entangle"):
         make(entangle=1)
     drawn = make(target=5)

@@ -5,7 +5,7 @@ from nnmark.api import generate_key, verify_model
 from nnmark.errors import NNMarkError
 from nnmark.models import ModelSpec, create_model
 from nnmark.schemes import get_scheme
-from nnmark.schemes.uchida import averaged_weight, message_bits
+from nnmark.schemes.uchida import averaged_weight, choose_layer, message_bits
 
 from .fakes import FixedAnswers, sign_with_regulariser
 
@@ -16,14 +16,19 @@ def make_key(**options):
     return generate_key("uchida", num_classes=10, input_shape=(1, 16, 16), seed=1, model_spec=SPEC, options=options)
 
 
-def test_default_layer_is_a_middle_conv_wide_enough():
-    key = make_key(bits=64)
-    # convs of small-cnn take 9, 144, 144, 288 inputs per filter; for 64 bits the middle ones qualify
-    assert key.params["layer"] in ("net.features.3.weight", "net.features.7.weight")
-    assert make_key(bits=256).params["layer"] == "net.features.10.weight"
-    with pytest.raises(NNMarkError, match="no convolution has 512 inputs"):
+def test_default_layer_is_the_declared_one_else_a_middle_weight_wide_enough():
+    # small-cnn declares features.10 (288 inputs per filter), where 256 bits fit
+    assert make_key(bits=64).params["layer"] == make_key(bits=256).params["layer"] == "net.features.10.weight"
+    # beyond it, the rule: no conv or hidden linear weight takes 512 inputs (the output layer is never chosen)
+    with pytest.raises(NNMarkError, match="no weight has 512 inputs"):
         make_key(bits=512)
-    assert key.tensors["projection"].shape == (64, 144)
+    # a module of the user's, declaring nothing: the weight nearest the middle with enough inputs
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(16 * 12 * 12, 64), torch.nn.ReLU(),
+                              torch.nn.Linear(64, 10))
+    assert choose_layer(net, 64) == "2.weight" and choose_layer(net, 1000) == "5.weight"
+    key = generate_key("uchida", num_classes=10, input_shape=(1, 16, 16), seed=1, classifier=net, options={"bits": 64})
+    assert key.params["layer"] == "2.weight" and key.tensors["projection"].shape == (64, 72)
 
 
 def test_message_bits_are_deterministic_and_balanced():
@@ -80,9 +85,9 @@ def test_white_box_needs_weights():
 
 
 def test_bad_layer_and_options():
-    with pytest.raises(NNMarkError, match="is not a convolution weight"):
-        make_key(layer="net.classifier.1.weight")
+    with pytest.raises(NNMarkError, match="is not a convolution or linear weight"):
+        make_key(layer="net.classifier.1.bias")
     with pytest.raises(NNMarkError, match="strength"):
         get_scheme("uchida").make_options("embed", {"strength": -1})
-    with pytest.raises(NNMarkError, match="needs the model's architecture"):
+    with pytest.raises(NNMarkError, match="needs the model"):
         generate_key("uchida", num_classes=10, input_shape=(1, 16, 16))
