@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from nnmark.errors import NNMarkError
+from nnmark.models.layers import layer_for
 
 
 CONTENT_SCALES = ("mean", "paper")
@@ -66,7 +67,9 @@ class PixelContent(ContentLoss):
 
 
 class ClassifierContent(ContentLoss):
-    """Feature maps entering each pooling layer of ``classifier`` (frozen), after normalisation."""
+    """Feature maps of ``classifier`` (frozen, after its normalisation): the outputs of the layers it
+    declares as its features (``nnmark.declare_layers(model, features=[...])``; ours declare the
+    maps entering each pooling stage), else the maps entering each of its pooling layers."""
 
     def __init__(self, classifier: nn.Module, description: str = "a classifier trained by nnmark") -> None:
         super().__init__()
@@ -74,15 +77,24 @@ class ClassifierContent(ContentLoss):
         self.classifier = copy.deepcopy(classifier).eval()
         for p in self.classifier.parameters():
             p.requires_grad_(False)
-        self.name = f"feature maps before each pooling stage of {description} (VGG19 stand-in)"
-        self._pools = [m for m in self.classifier.modules()
-                       if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
-        if not self._pools:
-            raise NNMarkError("the content network has no pooling layers to take feature maps before")
+        self.name = f"feature maps of {description} (VGG19 stand-in)"
+        modules = dict(self.classifier.named_modules())
+        declared = layer_for(self.classifier, "features")
+        self._layers = [modules[name] for name in declared] if declared else []
+        self._pools = [] if declared else [
+            m for m in self.classifier.modules()
+            if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+        if not self._layers and not self._pools:
+            raise NNMarkError("the content network declares no feature layers and has no pooling layers to take "
+                              "feature maps before: declare them (nnmark.declare_layers(model, features=[...]))",
+                              field="features")
 
     def features(self, x):
         taken: list[torch.Tensor] = []
-        handles = [pool.register_forward_pre_hook(lambda _m, inputs: taken.append(inputs[0])) for pool in self._pools]
+        handles = [layer.register_forward_hook(
+            lambda _m, _inputs, output: taken.append(output[0] if isinstance(output, (tuple, list)) else output))
+            for layer in self._layers]
+        handles += [pool.register_forward_pre_hook(lambda _m, inputs: taken.append(inputs[0])) for pool in self._pools]
         try:
             self.classifier(x)
         finally:

@@ -90,7 +90,7 @@ def image_grid(encoder: Encoder, images: torch.Tensor, path, count: int = 8) -> 
 
 
 def use_cases(host: Classifier, host_spec: ModelSpec, encoder: Encoder, decoder: Decoder, data: Dataset,
-              layer: str = "features.12", epochs: int = 30) -> dict[str, Any]:
+              layer: str | None = None, epochs: int = 30) -> dict[str, Any]:
     """decode&inject as a backdoor (attack success per target label, on marked test images of
     other classes), host accuracy on unmarked inputs with the implant, and reject_or_bypass."""
     with torch.no_grad():

@@ -10,6 +10,7 @@ from torch import nn
 
 from nnmark.errors import NNMarkError
 from nnmark.models.fatty_skinny import DECODER_STYLES, Decoder
+from nnmark.models.layers import layer_for
 from nnmark.models.registry import MODELS, register_model
 from nnmark.models.store import Classifier, ModelSpec, create_model
 
@@ -57,12 +58,13 @@ class DecodeInjectNet(nn.Module):
 @register_model("decode-inject")
 def decode_inject(num_classes: int, input_shape: tuple[int, int, int], host_architecture: str = "small-cnn",
                   host_kwargs: dict | None = None, decoder_size: int = 3, decoder_width: int = 8,
-                  decoder_style: str = "pooled", layer: str = "features.12", feature_shape: tuple[int, ...] | None = None,
+                  decoder_style: str = "pooled", layer: str | None = None, feature_shape: tuple[int, ...] | None = None,
                   mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> nn.Module:
     """Rebuilds an implanted model from its stored description (weights come from the file)."""
     if host_architecture == "decode-inject" or host_architecture not in MODELS:
         raise NNMarkError(f"unknown host architecture '{host_architecture}'", field="host_architecture")
     host = MODELS.get(host_architecture)(num_classes=num_classes, input_shape=input_shape, **(host_kwargs or {}))
+    layer = layer or injection_layer(host)
     if feature_shape is None:  # not stored: read it off the host at this input size
         feature_shape = _output_shape(host, layer, input_shape)
     if decoder_style not in DECODER_STYLES:
@@ -94,8 +96,20 @@ def feature_shape_at(host: Classifier, layer: str, input_shape: tuple[int, int, 
     return _output_shape(host.net, layer, input_shape)
 
 
-def implant(host: Classifier, host_spec: ModelSpec, decoder: Decoder, layer: str) -> tuple[Classifier, ModelSpec]:
-    """A copy of ``host`` with ``decoder`` and a zero ``w`` attached at ``layer``."""
+def injection_layer(network: nn.Module) -> str:
+    """The layer ``network`` declares for decode&inject (its ``inject`` role)."""
+    layer = layer_for(network, "inject")
+    if layer is None:
+        raise NNMarkError("the host network declares no layer to inject at: declare one "
+                          "(nnmark.declare_layers(network, inject=NAME)) or name it", field="layer")
+    return layer
+
+
+def implant(host: Classifier, host_spec: ModelSpec, decoder: Decoder,
+            layer: str | None = None) -> tuple[Classifier, ModelSpec]:
+    """A copy of ``host`` with ``decoder`` and a zero ``w`` attached at ``layer`` (a layer of the host's
+    network; default: the one it declares for injection)."""
+    layer = layer or injection_layer(host.net)
     shape = feature_shape_at(host, layer, tuple(host_spec.input_shape))
     size = sum(1 for m in decoder.features if isinstance(m, nn.Conv2d))
     width = decoder.features[0].out_channels

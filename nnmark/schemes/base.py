@@ -59,6 +59,9 @@ class KeygenContext:
     model_spec: ModelSpec | None = None
     classifier: Any = None  # the trained model to be marked, or whose features a scheme uses
     progress: Any = None
+    # What a scheme made once for every candidate key it tries (the encoder/decoder's networks),
+    # passed along with the context rather than kept on the scheme object.
+    prepared: Any = None
 
     def require(self, scheme: str, needs: frozenset[str]) -> None:
         """Refuse, naming what is missing, before any work. The need "model" (a scheme that keys a

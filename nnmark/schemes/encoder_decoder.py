@@ -14,7 +14,7 @@ a null measured on control models made without the key.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -83,8 +83,6 @@ class EncoderDecoderScheme(OneTargetScheme):
     summary = "a learned invisible mark read by a tiny implanted decoder (Fatty and Skinny, seed 003)"
     KeygenOptions = EncoderDecoderOptions
 
-    _trained: tuple | None = None  # the networks keygen_screened trains once for all candidate targets
-
     def requirements(self, options: EncoderDecoderOptions) -> frozenset[str]:
         # The content distance "classifier" reads the host's feature maps (the paper's choice).
         return self.needs | ({"classifier"} if options.content == "classifier" else set())
@@ -138,24 +136,23 @@ class EncoderDecoderScheme(OneTargetScheme):
         return encoder, decoder, quality
 
     def keygen(self, context: KeygenContext, options: EncoderDecoderOptions) -> WatermarkKey:
-        encoder, decoder, quality = self._trained or self.train_networks(context, options)
-        self._encoder = encoder  # make_triggers marks the chosen training images with it
-        key = super().keygen(context, options)
+        # trained here, or once for every candidate target by keygen_screened
+        prepared = context.prepared or self.train_networks(context, options)
+        encoder, decoder, quality = prepared
+        key = super().keygen(replace(context, prepared=prepared), options)
         key.params["quality"] = dict(quality)
         key.tensors.update({f"encoder.{k}": v.detach().clone() for k, v in encoder.state_dict().items()})
         key.tensors.update({f"decoder.{k}": v.detach().clone() for k, v in decoder.state_dict().items()})
         return key
 
     def keygen_screened(self, context, options, models):
-        self._trained = self.train_networks(context, options)
-        try:
-            return super().keygen_screened(context, options, models)
-        finally:
-            self._trained = None
+        return super().keygen_screened(replace(context, prepared=self.train_networks(context, options)), options,
+                                       models)
 
     def make_triggers(self, sources, context, options, generator):
+        encoder = context.prepared[0]  # the chosen training images are marked by the trained encoder
         with torch.no_grad():
-            return self._encoder(sources), {}
+            return encoder(sources), {}
 
     def restamp(self, key, clean):
         encoder, _ = networks_from_key(key)
@@ -164,9 +161,10 @@ class EncoderDecoderScheme(OneTargetScheme):
 
 
 def implant_watermark(host: Classifier, host_spec: ModelSpec, key: WatermarkKey, images: torch.Tensor,
-                      layer: str = "features.12", epochs: int = 30) -> tuple[Classifier, ModelSpec, dict[str, Any]]:
-    """decode&inject: attach the key's decoder to a copy of ``host`` at ``layer`` and train only w so
-    that images marked by the key's encoder go to the key's target class."""
+                      layer: str | None = None, epochs: int = 30) -> tuple[Classifier, ModelSpec, dict[str, Any]]:
+    """decode&inject: attach the key's decoder to a copy of ``host`` at ``layer`` (default: the layer
+    the host's network declares for injection) and train only w so that images marked by the key's
+    encoder go to the key's target class."""
     from nnmark.encdec.usecases import train_injection
     from nnmark.models.decode_inject import implant
 
@@ -175,4 +173,4 @@ def implant_watermark(host: Classifier, host_spec: ModelSpec, key: WatermarkKey,
     with torch.no_grad():
         marked = encoder(images)
     loss = train_injection(implanted, marked, int(key.params["target"]), epochs=epochs)
-    return implanted, spec, {"injection_loss": loss, "layer": layer}
+    return implanted, spec, {"injection_loss": loss, "layer": spec.kwargs["layer"]}
