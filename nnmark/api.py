@@ -20,7 +20,9 @@ from nnmark.schemes.key import WatermarkKey
 from nnmark.schemes.watermarker import Watermarker
 from nnmark.training.distributed import Distributed
 from nnmark.training.trainer import TrainConfig, TrainResult, fit
-from nnmark.models.inference import evaluate, predict_logits
+from nnmark.data.streaming import training_source
+from nnmark.models.inference import predict_logits
+from nnmark.training.evaluation import accuracy_on, teacher_targets
 from nnmark.verification.nulls import ControlModel, ControlNull, ControlRecord
 from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict, format_p_value
 from nnmark.verification.suspects import NamedLayer, Suspect, as_suspect
@@ -33,11 +35,18 @@ SEED_WARNING = ("the key was made from a seed the caller chose: it is only as se
                 "seed out to draw a random 63-bit one")
 
 
-def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, int], seed: int | None = None,
+def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, ...], seed: int | None = None,
                  options: dict[str, Any] | None = None, dataset: Dataset | None = None,
                  model_spec: ModelSpec | None = None, classifier: nn.Module | None = None,
-                 screen_with: list[nn.Module | Suspect] | None = None, progress=None) -> WatermarkKey:
+                 model: nn.Module | None = None, screen_with: list[nn.Module | Suspect] | None = None,
+                 progress=None) -> WatermarkKey:
     """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name.
+
+    ``model``: the user's own module the key is for, where the scheme keys off it (a weight
+    signature reads its layers; frontier stitching and fingerprints its answers), any
+    ``torch.nn.Module``; ``classifier`` is the same argument's older name, and ``model_spec`` names
+    one of nnmark's architectures instead. ``input_shape``: one input's shape (C, H, W for the
+    schemes whose keys hold images).
 
     ``screen_with``: models made without any key. A scheme with a free choice to make uses them
     (one-target trigger sets, when no target is given: one candidate key per class, keeping the
@@ -49,6 +58,9 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, 
     only as secret as the seed: the key records ``params["seed_chosen"] = True`` and
     :data:`SEED_WARNING` says why that matters.
     """
+    if model is not None and classifier is not None and model is not classifier:
+        raise NNMarkError("give the model once (model=...; classifier= is its older name)", field="model")
+    classifier = classifier if classifier is not None else model
     chosen = seed is not None
     if seed is None:
         seed = secrets.randbits(63)
@@ -56,9 +68,8 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, int, 
         raise NNMarkError("must be a non-negative integer", field="seed", got=seed)
     if num_classes < 2:
         raise NNMarkError("must be at least 2", field="num_classes", got=num_classes)
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise NNMarkError("must be three positive sizes", field="input_shape",
-                          expected="C,H,W", got=input_shape)
+    if not input_shape or min(input_shape) < 1:
+        raise NNMarkError("must be positive sizes", field="input_shape", expected="C,H,W", got=input_shape)
     implementation = get_scheme(scheme)
     context = KeygenContext(num_classes, tuple(input_shape), seed, dataset, model_spec, classifier, progress)
     parsed = implementation.make_options("keygen", options)
@@ -120,7 +131,7 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
         raise NNMarkError(f"mode '{mode}' needs an existing model (--from)")
     if mode == "scratch" and base is not None:
         raise NNMarkError("a base model (--from) is used only with mode 'pretrained' or 'distill'")
-    targets = dataset.train_y
+    inputs, targets = training_source(dataset)
     augmentation = dataset.augmentation
     if mode == "pretrained":
         spec = base.spec
@@ -131,12 +142,15 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
                          dataset.std, dict(model_kwargs or {}))
         model = create_model(spec, seed=config.seed)
     device = distributed.device if distributed else config.device
+    targets_from = None
     if mode == "distill":
         _check_dataset_fits(base.spec, dataset, str(base.path))
         if temperature <= 0:
             raise NNMarkError("must be positive", field="temperature", got=temperature)
-        logits = predict_logits(base.model, dataset.train_x, device=device)
-        targets = torch.softmax(logits / temperature, dim=1)
+        if targets is not None:  # tensors: the teacher answers once, before training
+            targets = torch.softmax(predict_logits(base.model, inputs, device=device) / temperature, dim=1)
+        else:  # streamed: the teacher answers each batch as it is read
+            targets_from = teacher_targets(base.model, temperature)
         augmentation = None
     watermarker, watermark = None, {}
     if key is not None:
@@ -146,12 +160,12 @@ def train_model(dataset: Dataset, config: TrainConfig, *, architecture: str = "s
                                   distributed=(distributed.rank, distributed.world_size) if distributed else None)
         watermark = {"scheme": key.scheme, "mode": mode}
     try:
-        result = fit(model, dataset.train_x, targets, config, augmentation=augmentation, watermark=watermarker,
-                     progress=progress, description=description, distributed=distributed)
+        result = fit(model, inputs, targets, config, augmentation=augmentation, watermark=watermarker,
+                     targets_from=targets_from, progress=progress, description=description, distributed=distributed)
     finally:
         if watermarker is not None:
             watermarker.close()
-    accuracy = evaluate(model, dataset.test_x, dataset.test_y, device=device)
+    accuracy = accuracy_on(model, dataset, device=device)
     # a finished model, ready to answer: fit leaves a model in the mode it found it, and this one is new
     return TrainedModel(model.eval(), spec, accuracy, result, config, watermark)
 
@@ -193,8 +207,12 @@ def _measure(key, controls, names):
 
 def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: float = 1e-6,
                  null: ControlNull | None = None, tests: int = 1, num_classes: int | None = None,
-                 input_shape: tuple[int, int, int] | None = None, layer: str | None = None) -> Verdict:
+                 input_shape: tuple[int, int, int] | None = None, layer: str | None = None,
+                 normalization: Any = None) -> Verdict:
     """Test ``suspect`` (a module taking [0, 1] images, or any :class:`Suspect`) against ``key``.
+    A module whose output is an object with ``.logits`` (Hugging Face) is read through it.
+    ``normalization``: ``(mean, std)`` a module expects its inputs normalised with, where it does
+    not normalise them itself (the key's images are in [0, 1] and are normalised on the way in).
 
     ``null`` is the null measured on control models (:func:`measure_null`), which schemes without
     an exact null require. ``tests`` is the number of tests in the family this one belongs to
@@ -212,7 +230,7 @@ def verify_model(suspect: nn.Module | Suspect, key: WatermarkKey, *, alpha: floa
     if num_classes is not None and input_shape is not None:
         scheme.check_fits(key, num_classes, input_shape, "the suspect model")
     scheme.check_key(key)
-    suspect = as_suspect(suspect)
+    suspect = as_suspect(suspect, normalization=normalization)
     if layer is not None:
         if scheme.access != "white-box":
             raise NNMarkError(f"scheme '{key.scheme}' reads no layer: --layer does not apply", field="--layer")

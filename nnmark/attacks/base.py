@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nnmark.data.base import Dataset
+from nnmark.data.streaming import training_source
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec
 from nnmark.registry import Registry
@@ -67,6 +68,9 @@ class Attack(ABC):
     extraction: ClassVar[bool] = False
     # Whether it queries the thief's transfer images (AttackContext.transfer) when there are some.
     uses_transfer: ClassVar[bool] = False
+    # Whether it trains on streamed data as it comes (a StreamingDataset); the others need whole
+    # tensors and are given a random sample of THIEF_SAMPLE images of the thief's share.
+    streams: ClassVar[bool] = False
 
     def setting(self, context: AttackContext, name: str) -> Any:
         return context.settings.get(name, self.settings[name])
@@ -167,6 +171,8 @@ def run_chain(model: Classifier, steps: list[AttackStep], context: AttackContext
         settings = context.settings if len(steps) == 1 else {}
         step_context = replace(context, seed=context.seed + 7919 * index,
                                settings={**attack.settings, **settings})
+        if getattr(context.data, "streamed", False) and not attack.streams:
+            step_context = replace(step_context, data=context.data.tensors(THIEF_SAMPLE, seed=step_context.seed))
         attack.resolved_settings(step_context)
         model = attack.apply(model, value, step_context)
     return model
@@ -218,6 +224,8 @@ def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 TRAIN_SETTINGS = ("lr", "label_smoothing", "weight_decay", "schedule", "batch_size", "momentum")
+# The most images an attack that needs whole tensors takes from a streamed dataset.
+THIEF_SAMPLE = 5000
 
 
 def fine_tune(model: Classifier, context: AttackContext, epochs: int, *, parameters=None,
@@ -229,7 +237,8 @@ def fine_tune(model: Classifier, context: AttackContext, epochs: int, *, paramet
         return model
     changes = {name: value for name, value in context.settings.items() if name in TRAIN_SETTINGS and value is not None}
     config = replace(context.train, epochs=epochs, seed=context.seed, **changes)
-    fit(model, context.data.train_x, context.data.train_y if labels is None else labels, config,
+    inputs, targets = training_source(context.data)
+    fit(model, inputs, targets if labels is None else labels, config,
         augmentation=context.data.augmentation, hooks=hooks,
         parameters=parameters, freeze_batchnorm=freeze_batchnorm, progress=context.progress,
         description="attack fine-tune")

@@ -8,8 +8,10 @@ from dataclasses import replace
 import torch
 
 from nnmark.attacks.base import Attack, AttackContext, register_attack
+from nnmark.data.streaming import training_source
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec, create_model
+from nnmark.training.evaluation import teacher_targets
 from nnmark.training.trainer import fit
 from nnmark.models.inference import predict_logits
 
@@ -22,6 +24,7 @@ class Distill(Attack):
     quick_strengths = (10,)
     chain_strength = 10
     extraction = True
+    streams = True
 
     def epochs(self, strength: float, context: AttackContext) -> int:
         return int(strength)
@@ -38,13 +41,19 @@ class Distill(Attack):
         answers = self.setting(context, "answers")
         if answers not in ("probabilities", "labels"):
             raise NNMarkError("must be 'probabilities' or 'labels'", field="answers", got=answers)
-        logits = predict_logits(model, context.data.train_x, device=context.train.device)
-        targets = torch.softmax(logits / temperature, dim=1) if answers == "probabilities" else logits.argmax(1)
+        inputs, targets, targets_from = *training_source(context.data), None
+        if targets is not None:  # tensors: the victim answers every query once
+            logits = predict_logits(model, inputs, device=context.train.device)
+            targets = torch.softmax(logits / temperature, dim=1) if answers == "probabilities" else logits.argmax(1)
+        else:  # streamed: the victim answers each batch as the thief reads it
+            teacher = teacher_targets(model, temperature)
+            targets_from = teacher if answers == "probabilities" else (lambda images: teacher(images).argmax(1))
         architecture = self.setting(context, "architecture")
         spec = context.spec if architecture in (None, context.spec.architecture) else ModelSpec(
             architecture, context.spec.num_classes, tuple(context.spec.input_shape), context.spec.mean, context.spec.std)
         student = create_model(spec, seed=context.seed + 1)
         config = replace(context.train, epochs=int(strength), lr=float(self.setting(context, "lr")),
                          schedule=self.setting(context, "schedule"), seed=context.seed)
-        fit(student, context.data.train_x, targets, config, progress=context.progress, description="attack distill")
+        fit(student, inputs, targets, config, targets_from=targets_from, progress=context.progress,
+            description="attack distill")
         return student.to("cpu").eval()

@@ -25,6 +25,7 @@ class FineTuneAttack(Attack):
     # of their 0.1). A thief is free to use any rate, and one near the original moves weights far more.
     settings = {"lr": None, "label_smoothing": None}
     search = {"lr": (0.001, 0.01, 0.05, 0.1), "label_smoothing": (0.0, 0.1)}
+    streams = True
 
     def epochs(self, strength: float, context: AttackContext) -> int:
         return int(strength)
@@ -69,6 +70,7 @@ class LabelNoise(FineTuneAttack):
     summary = "fine-tune all layers with a share of the labels replaced by random classes"
     settings = {"lr": None, "noise": 0.2}
     search = {"lr": (0.01, 0.05), "noise": (0.1, 0.3)}
+    streams = False  # it rewrites the labels it holds
 
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
         labels = context.data.train_y.clone()

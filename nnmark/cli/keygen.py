@@ -21,6 +21,7 @@ COMMON = [
     click.Option(["--data"], help="Dataset the model is trained on."),
     click.Option(["--data-dir"], type=click.Path(path_type=Path), envvar="NNMARK_DATA",
                  help="Directory holding dataset files (or set NNMARK_DATA)."),
+    click.Option(["--image-size"], type=int, help="Side of the images folder: and hf: data are read at."),
     click.Option(["--model"], type=click.Path(path_type=Path),
                  help="A model directory to take sizes (and layers) from; the model to mark, for schemes keyed off a "
                       "trained classifier."),

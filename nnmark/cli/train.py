@@ -11,8 +11,13 @@ from nnmark.cli.common import DataDirOption, command, console, progress_bars
 
 @command()
 def train(
-    data: str = typer.Option("digits", "--data", help="Dataset name, or folder:PATH."),
+    data: str = typer.Option("digits", "--data", help="Dataset name, folder:PATH (images in class folders) or hf:PATH "
+                                                      "(a saved Hugging Face dataset); those two stream."),
     data_dir: Optional[Path] = DataDirOption,
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Side of the images folder: and hf: data "
+                                                                       "are decoded at (default 32; hf: its own)."),
+    skip_bad_images: bool = typer.Option(False, "--skip-bad-images", help="Count unreadable images and go on "
+                                                                          "(default: stop, naming the file)."),
     model: str = typer.Option("small-cnn", "--model", help="Architecture (see `nnmark list`)."),
     watermark: Optional[Path] = typer.Option(None, "--watermark", help="Key directory to embed."),
     mode: str = typer.Option("scratch", "--mode",
@@ -48,7 +53,8 @@ def train(
     try:
         report = train_to_directory(
             out, data=data, data_dir=data_dir, architecture=model, watermark=watermark, mode=mode, base=base,
-            temperature=temperature, force=force, embed=embed, device=device,
+            temperature=temperature, force=force, embed=embed, device=device, image_size=image_size,
+            skip_bad_images=skip_bad_images,
             progress_for=lambda main: progress_bars(not quiet and main),
             epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, label_smoothing=label_smoothing,
             seed=seed, compile=compile_steps, mixed_precision=mixed_precision)
@@ -59,5 +65,7 @@ def train(
     ranks = f" on {report.processes} processes" if report.processes > 1 else ""
     console.print(f"test accuracy {100 * report.trained.test_accuracy:.2f}% after {epochs} epochs "
                   f"({report.trained.result.seconds:.1f} s{ranks}); wrote {out}")
+    if report.trained.result.skipped:
+        console.print(f"[bold yellow]skipped {report.trained.result.skipped} unreadable images[/]")
     if report.watermark_check:
         console.print(report.watermark_check)

@@ -57,7 +57,7 @@ class Dataset:
 Loader = Callable[[Path | None], Dataset]
 DATASETS: Registry[Loader] = Registry("dataset")
 # Datasets named by a prefix and a path the user gives ("folder:PATH"): prefix -> loader of the rest.
-PathLoader = Callable[[str], Dataset]
+PathLoader = Callable[..., "Dataset"]  # (rest of the name, image_size=, streaming=, skip_bad=)
 DATASET_PREFIXES: Registry[PathLoader] = Registry("dataset prefix")
 
 
@@ -93,12 +93,22 @@ def require_data_dir(data_dir: Path | None, dataset: str, subdir: str) -> Path:
     return root
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, *, image_size: int | None = None,
+                 streaming: bool | None = None, skip_bad: bool = False):
     """Load a registered dataset by name (``DATASETS.names()``), or one named by a registered
-    prefix and a path (``folder:PATH``: images in class folders, see ``nnmark.data.folder``)."""
+    prefix and a path: ``folder:PATH`` (images in class folders, ``nnmark.data.folder``) and
+    ``hf:PATH`` (a saved Hugging Face dataset, ``nnmark.data.huggingface``). Those stream by
+    default (a :class:`~nnmark.data.streaming.StreamingDataset`, decoded as read) at
+    ``image_size``; ``streaming=False`` reads a folder whole into tensors. ``skip_bad``: count
+    unreadable images and go on. The built-in datasets are tensors on the fast path."""
     prefix, colon, rest = name.partition(":")
     if colon and prefix + ":" in DATASET_PREFIXES:
-        return DATASET_PREFIXES.get(prefix + ":")(rest)
+        return DATASET_PREFIXES.get(prefix + ":")(rest, image_size=image_size, streaming=streaming,
+                                                  skip_bad=skip_bad)
+    if image_size is not None or streaming or skip_bad:
+        raise NNMarkError(f"dataset '{name}' is read from its own files at its own size, as tensors: "
+                          "--image-size, streaming and --skip-bad-images apply to folder: and hf: data",
+                          field="--image-size")
     return DATASETS.get(name)(resolve_data_dir(data_dir))
 
 

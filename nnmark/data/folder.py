@@ -2,7 +2,9 @@
 
 Layout: ``ROOT/train/<class>/*.png|jpg`` and ``ROOT/test/<class>/*``; or, without those two
 folders, ``ROOT/<class>/*`` split 80/20 with a fixed seed. Images are resized to a square size
-and kept RGB or grayscale as the first image is.
+(``--image-size``, 32 by default) and kept RGB or grayscale as the first image is. ``folder:PATH``
+streams: images are decoded as batches are read, and the normalisation is estimated from a
+sample of them.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 
 from nnmark.data.base import Augmentation, Dataset, channel_stats, register_dataset_prefix
+from nnmark.data.streaming import ImageFiles, StreamingDataset, estimate_stats
 from nnmark.errors import NNMarkError
 from nnmark.extras import require
 
@@ -29,32 +32,27 @@ def _scan(root: Path) -> dict[str, list[Path]]:
 
 
 def _read(files: list[tuple[Path, int]], size: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    Image = require("PIL.Image", "data", "reading image files")
-    UnidentifiedImageError = Image.UnidentifiedImageError
-
-    arrays = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                arrays.append(np.asarray(image.convert(mode).resize((size, size)), dtype=np.uint8))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise NNMarkError(f"cannot read image ({exc})", path=path) from None
-    stacked = np.stack(arrays)
-    if stacked.ndim == 3:
-        stacked = stacked[:, :, :, None]
-    images = torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-    return images, torch.tensor([label for _, label in files], dtype=torch.int64)
+    images = ImageFiles(files, size, mode)
+    return torch.stack([images[i][0] for i in range(len(images))]), torch.tensor([label for _, label in files],
+                                                                                 dtype=torch.int64)
 
 
 @register_dataset_prefix("folder:")
-def load_folder_dataset(path: str) -> Dataset:
-    return load_image_folder(path)
+def load_folder_dataset(path: str, *, image_size: int | None = None, streaming: bool | None = None,
+                        skip_bad: bool = False) -> Dataset | StreamingDataset:
+    return load_image_folder(path, size=image_size or 32, streaming=True if streaming is None else streaming,
+                             skip_bad=skip_bad)
 
 
-def load_image_folder(root: str | Path, size: int = 32, name: str | None = None) -> Dataset:
+def load_image_folder(root: str | Path, size: int = 32, name: str | None = None, *, streaming: bool = False,
+                      skip_bad: bool = False) -> Dataset | StreamingDataset:
+    """The images under ``root`` at ``size`` x ``size``: streamed (decoded as read, in DataLoader
+    workers; memory flat in the number of images) or read whole into tensors (``streaming=False``)."""
     root = Path(root)
     if not root.is_dir():
         raise NNMarkError("image folder does not exist", path=root)
+    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 4096:
+        raise NNMarkError("must be a whole number of pixels in 4..4096", field="--image-size", got=size)
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     if split_dirs:
         train_classes, test_classes = _scan(root / "train"), _scan(root / "test")
@@ -74,13 +72,30 @@ def load_image_folder(root: str | Path, size: int = 32, name: str | None = None)
             test += [(p, label) for p in files[cut:]]
         if not test:
             raise NNMarkError("too few images to hold out a test split", path=root)
-    Image = require("PIL.Image", "data", "reading image files")
-
-    with Image.open(train[0][0]) as first:
-        mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+    mode = _mode_of(train, skip_bad)
+    augmentation = Augmentation(crop_padding=max(1, size // 8), horizontal_flip=False)
+    label = name or f"folder:{root}"
+    if streaming:
+        train_set, test_set = ImageFiles(train, size, mode, skip_bad), ImageFiles(test, size, mode, skip_bad)
+        mean, std = estimate_stats(train_set)
+        return StreamingDataset(label, train_set, test_set, len(class_names), (1 if mode == "L" else 3, size, size),
+                                mean, std, augmentation, tuple(class_names))
     train_x, train_y = _read(train, size, mode)
     test_x, test_y = _read(test, size, mode)
     mean, std = channel_stats(train_x)
-    return Dataset(name or f"folder:{root}", train_x, train_y, test_x, test_y, len(class_names),
-                   mean, std, Augmentation(crop_padding=max(1, size // 8), horizontal_flip=False),
+    return Dataset(label, train_x, train_y, test_x, test_y, len(class_names), mean, std, augmentation,
                    tuple(class_names))
+
+
+def _mode_of(files: list[tuple[Path, int]], skip_bad: bool) -> str:
+    """Grey ("L") or colour ("RGB"), as the first readable image is."""
+    Image = require("PIL.Image", "data", "reading image files")
+    for path, _ in files:
+        try:
+            with Image.open(path) as first:
+                return "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+        except (OSError, ValueError) as exc:
+            if not skip_bad:
+                raise NNMarkError(f"cannot read image ({str(exc).splitlines()[0][:120]}); "
+                                  "--skip-bad-images counts such files and goes on", path=path) from None
+    raise NNMarkError("holds no readable image", path=files[0][0].parent.parent if files else None)

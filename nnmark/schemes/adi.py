@@ -19,7 +19,7 @@ from nnmark.errors import NNMarkError
 from nnmark.schemes.abstract_images import abstract_images
 from nnmark.schemes.base import KeygenContext, key_indices, register_scheme
 from nnmark.schemes.key import WatermarkKey
-from nnmark.schemes.trigger_set import TriggerSetScheme
+from nnmark.schemes.trigger_set import TriggerSetScheme, require_image_shape
 
 
 @dataclass
@@ -37,6 +37,7 @@ class AdiTriggerSet(TriggerSetScheme):
     KeygenOptions = AdiKeygenOptions
 
     def keygen(self, context: KeygenContext, options: AdiKeygenOptions) -> WatermarkKey:
+        require_image_shape(context.input_shape, self.name)
         inputs, labels = draw(options.size, context.num_classes, context.input_shape, context.seed)
         return WatermarkKey(self.name, context.num_classes, context.input_shape,
                             {"inputs": inputs, "labels": labels},

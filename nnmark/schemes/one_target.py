@@ -26,7 +26,7 @@ from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
 from nnmark.schemes.base import KeygenContext, require_tensor
 from nnmark.schemes.key import WatermarkKey
-from nnmark.schemes.trigger_set import TriggerSetScheme, check_images
+from nnmark.schemes.trigger_set import TriggerSetScheme, check_images, require_image_shape
 from nnmark.verification.evidence import TriggerEvidence
 from nnmark.verification.suspects import Suspect
 
@@ -85,6 +85,7 @@ class OneTargetScheme(TriggerSetScheme):
         return None
 
     def keygen(self, context: KeygenContext, options: Any) -> WatermarkKey:
+        require_image_shape(context.input_shape, self.name)
         dataset: Dataset = context.dataset  # type: ignore[assignment]
         if dataset.input_shape != tuple(context.input_shape) or dataset.num_classes != context.num_classes:
             raise NNMarkError(f"dataset '{dataset.name}' does not match the key's sizes",

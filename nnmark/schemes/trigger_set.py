@@ -41,6 +41,14 @@ def check_images(images: torch.Tensor, name: str) -> None:
                           "sum of separate trials", field=name)
 
 
+def require_image_shape(shape: tuple[int, ...], scheme: str) -> tuple[int, int, int]:
+    """A trigger set's items are images: its key's input shape is C, H, W."""
+    if len(shape) != 3:
+        raise NNMarkError(f"scheme '{scheme}' makes trigger images: the input shape must be C,H,W",
+                          field="input_shape", got=list(shape))
+    return tuple(shape)  # type: ignore[return-value]
+
+
 class TriggerSetScheme(WatermarkScheme):
     access = "black-box"
     EmbedOptions = TriggerEmbedOptions

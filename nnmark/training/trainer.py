@@ -98,6 +98,7 @@ class TrainResult:
     steps: int = 0
     samples: int = 0
     processes: int = 1
+    skipped: int = 0  # unreadable images a streamed dataset skipped (``--skip-bad-images``)
 
 
 def _lr_lambda(config: TrainConfig, steps_per_epoch: int):
@@ -159,6 +160,7 @@ def fit(
     optimizer: OptimizerFactory | None = None,
     loss: LossFunction | None = None,
     on_epoch_end: EpochCallback | None = None,
+    targets_from: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress=None,  # rich.progress.Progress, or None for silence
     description: str = "training",
     distributed: Distributed | None = None,
@@ -177,6 +179,8 @@ def fit(
     normalisation scales unless ``config.decay_norm_and_bias``. ``parameters`` restricts what is
     trained; ``freeze_batchnorm`` also keeps batch-norm statistics as they are.
     ``on_epoch_end(record, model)`` is called after every epoch (it may raise to stop).
+    ``targets_from(images)``: each batch's targets, computed from its images (a teacher's answers,
+    for distilling from streamed data) in place of its labels.
 
     Every sample is used each epoch, the last batch too unless it holds fewer than 2 samples per
     process (batch norm cannot train on one). The model comes back on the device and in the mode
@@ -250,6 +254,8 @@ def fit(
                 count = 0
                 for x, y in batches.epoch(epoch):
                     x = augment(x, augmentation, augment_generator)
+                    if targets_from is not None:
+                        y = targets_from(x)
                     step_loss = _step_loss(network, model, x, y, embedding, criterion, use_amp, device, memory_format,
                                            check_compiled=config.compile and step == 0)
                     optimiser.zero_grad(set_to_none=True)
@@ -278,6 +284,7 @@ def fit(
             result.seconds = time.perf_counter() - start
             result.steps = step
             result.samples = batches.samples_seen
+            result.skipped = batches.skipped
             result.processes = world_size
     finally:
         # The caller gets the model back where and as it was: on its device, in its mode, in the
@@ -288,11 +295,20 @@ def fit(
     return result
 
 
+def worker_error(error: NNMarkError) -> NNMarkError:
+    """A DataLoader re-raises a worker's error with the worker's traceback in its message; the
+    user gets the error's own last line."""
+    last = str(error).strip().splitlines()[-1]
+    prefix = f"{type(error).__module__}.{type(error).__name__}: "
+    return type(error)(last[len(prefix):] if last.startswith(prefix) else last)
+
+
 class _Batches:
     """Where the batches come from: resident tensors sliced on the device, or a DataLoader."""
 
     steps_per_epoch: int
     samples_seen: int = 0
+    skipped: int = 0  # unreadable files a streamed dataset skipped
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
@@ -342,7 +358,8 @@ class _Streamed(_Batches):
             workers = config.loader_workers
             self.loader = DataLoader(source, batch_size=max(1, local), shuffle=shuffle, sampler=sampler,
                                      num_workers=workers, persistent_workers=workers > 0, generator=generator,
-                                     pin_memory=device.type == "cuda", drop_last=False)
+                                     pin_memory=device.type == "cuda", drop_last=False,
+                                     collate_fn=getattr(source, "collate_fn", None))
         try:
             self.steps_per_epoch = len(self.loader)
         except TypeError:
@@ -355,14 +372,21 @@ class _Streamed(_Batches):
         sampler = getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        for index, batch in enumerate(self.loader):
-            if index >= self.steps_per_epoch:
+        batches = iter(self.loader)
+        for index in range(self.steps_per_epoch):
+            try:
+                batch = next(batches)
+            except StopIteration:
                 break
+            except NNMarkError as error:  # raised in a DataLoader worker: say it as the worker did, in one line
+                raise worker_error(error) from None
             if isinstance(batch, dict):
                 batch = (batch.get("pixel_values", batch.get("image")), batch.get("labels", batch.get("label")))
             if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not isinstance(batch[0], torch.Tensor):
                 raise NNMarkError("each batch must be (images, labels)", field="data",
                                   got=type(batch).__name__)
+            if len(batch) == 3 and isinstance(batch[2], int):  # (images, labels, unreadable files skipped)
+                self.skipped += batch[2]
             x, y = batch[0], torch.as_tensor(batch[1])
             if len(x) < 2:
                 continue  # batch norm cannot train on one sample

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from nnmark.api import verify_model
-from nnmark.attacks.base import AttackContext, chain_settings, parse_chain, resolve_strengths, run_chain
+from nnmark.attacks.base import THIEF_SAMPLE, AttackContext, chain_settings, parse_chain, resolve_strengths, run_chain
 from nnmark.attacks.transfer import new_task_of
 from nnmark.data.base import Dataset
+from nnmark.data.streaming import as_tensors
+from nnmark.training.evaluation import accuracy_on
 from nnmark.errors import MarkNotFound, NNMarkError, NonFiniteOutput
 from nnmark.models.inference import evaluate, predict_logits
 from nnmark.schemes.base import get_scheme
@@ -47,7 +49,11 @@ def judge_model(model, key: WatermarkKey, data: Dataset, *, null: ControlNull | 
     transferred to a task of its own is scored on that task, and a black-box key, whose classes
     it no longer answers, is not scored against its new labels: such a mark is gone, said so."""
     task = new_task_of(model)
-    accuracy = evaluate(model, data.test_x, task.relabel(data.test_y) if task else data.test_y, device=device)
+    if task is not None:
+        data = as_tensors(data, THIEF_SAMPLE)  # regrouping the labels needs them whole
+        accuracy = evaluate(model, data.test_x, task.relabel(data.test_y), device=device)
+    else:
+        accuracy = accuracy_on(model, data, device=device)
     if task is not None and get_scheme(key.scheme).access == "black-box":
         total = key.item_count
         return Judgement(accuracy, False, 1.0, 0, total, total + 1,
@@ -89,6 +95,7 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
     ``test_data`` (default: the attacker's dataset, whose test split is kept whole)."""
     steps = parse_chain(attack)
     test_data = test_data or context.data
+    sample = as_tensors(test_data, THIEF_SAMPLE)  # what needs the test images whole (a guard's alarms)
     device = context.train.device
     if get_scheme(key.scheme).marks_the_api:
         attacked, key, before = _extract_through_api(victim, key, steps, context, strength, test_data, alpha, device)
@@ -97,7 +104,7 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
         attacked = run_chain(victim, steps, context, strength)
     after = judge_model(attacked, key, test_data, null=null, alpha=alpha, device=device)
     epochs = sum(step.epochs(value, context) for step, value in resolve_strengths(steps, strength))
-    facts = attacked.attack_facts(test_data.test_x) if hasattr(attacked, "attack_facts") else {}
+    facts = attacked.attack_facts(sample.test_x) if hasattr(attacked, "attack_facts") else {}
     if key.params.get("serving_key"):  # derived from the API's log of this thief's queries
         facts = {**facts, "marked_queries": key.item_count, "logged_queries": key.params["log_queries"]}
     reference = before.test_accuracy
@@ -105,8 +112,8 @@ def attack_and_judge(victim, key: WatermarkKey, attack: str, context: AttackCont
     if task is not None:
         # The victim's own answers, regrouped as the new task groups the classes: the accuracy on
         # that task the thief had for free, which transferring must keep.
-        regrouped = task.relabel(predict_logits(victim, test_data.test_x, device=device).argmax(1))
-        reference = (regrouped == task.relabel(test_data.test_y)).float().mean().item()
+        regrouped = task.relabel(predict_logits(victim, sample.test_x, device=device).argmax(1))
+        reference = (regrouped == task.relabel(sample.test_y)).float().mean().item()
         facts = {**facts, "new_task_classes": task.classes, "victim_accuracy_on_new_task": reference}
     keeps = after.test_accuracy >= reference - tolerance
     return AttackOutcome(attacked, before, after, epochs, keeps, before.owned and not after.owned and keeps,

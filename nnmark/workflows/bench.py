@@ -27,8 +27,9 @@ from scipy import stats
 
 from nnmark.version import __version__
 from nnmark.api import generate_key, measure_null, train_model, verify_model
-from nnmark.attacks.base import AttackContext, get_attack, parse_chain, standard_attacks
+from nnmark.attacks.base import THIEF_SAMPLE, AttackContext, get_attack, parse_chain, standard_attacks
 from nnmark.data.base import Dataset, load_dataset
+from nnmark.data.streaming import as_tensors, train_size
 from nnmark.errors import NNMarkError
 from nnmark.io import atomic_directory, atomic_write_text, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
@@ -240,7 +241,7 @@ class Bench:
             api_mark = implementation.marks_the_api  # nothing to train in: the API carries it
             trained = train_model(self.data, config.victim, architecture=config.architecture,
                                   key=None if api_mark else key,
-                                  embed_options=implementation.recommended_embed_options(len(self.data.train_y)),
+                                  embed_options=implementation.recommended_embed_options(train_size(self.data)),
                                   progress=self.progress,
                                   description=f"victim {scheme}", distributed=self.distributed)
             return trained.model, {"test_accuracy": trained.test_accuracy, "key": key}
@@ -257,8 +258,8 @@ class Bench:
         implementation = get_scheme(victim.scheme)
         if not implementation.marks_the_api:
             return victim.key
-        return implementation.verification_key(victim.key, victim.model.model,
-                                               self.data.subset(self.config.attacker_fraction, seed=0).train_x)
+        thief = as_tensors(self.data.subset(self.config.attacker_fraction, seed=0), THIEF_SAMPLE)
+        return implementation.verification_key(victim.key, victim.model.model, thief.train_x)
 
     # Cells -------------------------------------------------------------------------------
 
@@ -307,7 +308,7 @@ class Bench:
             **judged, "victim_accuracy": victim.accuracy,
             "removed": outcome.removed, "victim_owned": victim.owned, "keeps_accuracy": outcome.keeps_accuracy,
             "data_fraction": fraction,
-            "budget": {"attacker_samples": len(attacker_data.train_y), "epochs": outcome.epochs},
+            "budget": {"attacker_samples": train_size(attacker_data), "epochs": outcome.epochs},
             "settings": outcome.settings, "attack_facts": outcome.attack_facts,
             "seconds": round(time.perf_counter() - started, 3),
         }

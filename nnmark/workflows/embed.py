@@ -10,7 +10,8 @@ from typing import Any
 
 from nnmark.api import TrainedModel, train_model
 from nnmark.data.base import Dataset
-from nnmark.models.inference import evaluate
+from nnmark.data.streaming import as_tensors, train_size
+from nnmark.training.evaluation import accuracy_on
 from nnmark.models.store import LoadedModel
 from nnmark.schemes.base import get_scheme
 from nnmark.schemes.key import WatermarkKey
@@ -18,6 +19,7 @@ from nnmark.training.distributed import Distributed
 from nnmark.training.presets import preset
 
 FINE_TUNE_EPOCHS = 10
+DIRECT_SAMPLE = 5000  # images of streamed data a direct embedding (decode&inject) trains on
 
 
 @dataclass
@@ -39,11 +41,13 @@ def mark_trained(key: WatermarkKey, host: TrainedModel, data: Dataset, *, seed: 
                  progress=None, distributed: Distributed | None = None) -> Marked:
     """Mark ``host`` (never changed: the marked model is a new one) with ``key``."""
     implementation = get_scheme(key.scheme)
-    direct = implementation.embed_trained(host.model, host.spec, key, data, seed=seed, progress=progress)
+    # a direct embedding reads images whole: of streamed data, a sample of them
+    direct = implementation.embed_trained(host.model, host.spec, key, as_tensors(data, DIRECT_SAMPLE), seed=seed,
+                                          progress=progress)
     if direct is not None:
         model, spec, info = direct
-        return Marked(model, spec, evaluate(model, data.test_x, data.test_y), None, {"mode": "direct", **info})
-    options = implementation.recommended_embed_options(len(data.train_y))
+        return Marked(model, spec, accuracy_on(model, data), None, {"mode": "direct", **info})
+    options = implementation.recommended_embed_options(train_size(data))
     base = LoadedModel(host.model, host.spec, {}, Path("<the trained model>"))
     tuned = train_model(data, preset("fine-tune", epochs=FINE_TUNE_EPOCHS, batch_size=batch_size, seed=seed),
                         key=key, mode="pretrained", base=base, embed_options=options, progress=progress,

@@ -10,6 +10,7 @@ from typing import Any
 
 from nnmark.api import SEED_WARNING, generate_key, train_model
 from nnmark.data.base import Dataset, load_dataset
+from nnmark.data.streaming import as_tensors
 from nnmark.errors import NNMarkError
 from nnmark.io import ensure_can_write
 from nnmark.models.store import LoadedModel, ModelSpec, load_model
@@ -20,6 +21,7 @@ from nnmark.training.presets import preset
 from nnmark.workflows.controls import train_controls
 
 SCREENING_EPOCHS = 5
+KEYGEN_SAMPLE = 5000  # images of a streamed dataset a key may draw from
 
 
 def make_key(scheme: str, *, dataset: Dataset | None = None, model: LoadedModel | None = None,
@@ -35,6 +37,9 @@ def make_key(scheme: str, *, dataset: Dataset | None = None, model: LoadedModel 
     key's target; they are seeded from ``seed`` when one is chosen, so the key reproduces.
     """
     implementation = get_scheme(scheme)
+    if dataset is not None:
+        # a key draws its images from the owner's data: of streamed data, from a sample of it
+        dataset = as_tensors(dataset, KEYGEN_SAMPLE)
     spec = model.spec if model is not None else None
     if num_classes is None:
         num_classes = spec.num_classes if spec else dataset.num_classes if dataset else None
@@ -107,12 +112,12 @@ def keygen_to_directory(scheme: str, out: str | Path, *, force: bool = False, nu
                         data_dir: str | Path | None = None, model: str | Path | None = None,
                         architecture: str = "small-cnn", seed: int | None = None,
                         options: dict[str, Any] | None = None, screen_models: int = 0,
-                        progress=None) -> KeygenReport:
+                        image_size: int | None = None, progress=None) -> KeygenReport:
     """``nnmark keygen SCHEME``: make the key from what the user named (a dataset, a model directory,
     sizes), write it to ``out`` (refused if it exists, unless ``force``), and say what to do next."""
     ensure_can_write(out, force)
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else input_shape
-    key = make_key(scheme, dataset=load_dataset(data, data_dir) if data else None,
+    key = make_key(scheme, dataset=load_dataset(data, data_dir, image_size=image_size) if data else None,
                    model=load_model(Path(model)) if model else None, num_classes=num_classes, input_shape=shape,
                    architecture=architecture, seed=seed, options=options, screen_models=screen_models,
                    progress=progress)

@@ -62,10 +62,12 @@ def train_to_directory(out: str | Path, *, data: str = "digits", data_dir: str |
                        architecture: str = "small-cnn", watermark: str | Path | None = None, mode: str = "scratch",
                        base: str | Path | None = None, temperature: float = 1.0, force: bool = False,
                        embed: list[str] | None = None, device: str = "auto", progress_for=None,
+                       image_size: int | None = None, skip_bad_images: bool = False,
                        **settings: Any) -> TrainReport:
     """``nnmark train``: ``settings`` are :class:`~nnmark.training.TrainConfig` fields the user set
     (None: the preset's). Under torchrun every rank trains its share and rank 0 writes ``out``.
-    ``progress_for(is_main)`` gives the progress display for this rank (a context manager)."""
+    ``progress_for(is_main)`` gives the progress display for this rank (a context manager).
+    ``image_size`` and ``skip_bad_images``: for folder: and hf: data (streamed)."""
     group = join_from_environment(device)
     main_rank = group is None or group.is_main
 
@@ -81,7 +83,8 @@ def train_to_directory(out: str | Path, *, data: str = "digits", data_dir: str |
                         **{name: value for name, value in settings.items() if value is not None})
         if group is not None:
             split_batch(config.batch_size, group.world_size, field="--batch-size")
-        return key, embed_options, train_mode, loaded, config, load_dataset(data, data_dir)
+        dataset = load_dataset(data, data_dir, image_size=image_size, skip_bad=skip_bad_images)
+        return key, embed_options, train_mode, loaded, config, dataset
 
     try:
         key, embed_options, train_mode, loaded, config, dataset = on_every_rank(group, prepare)

@@ -26,8 +26,21 @@ def test_class_folders_split_80_20(tmp_path):
 def test_train_test_folders_and_grayscale(tmp_path):
     make_folder(tmp_path / "d" / "train", mode="L")
     make_folder(tmp_path / "d" / "test", per_class=2, mode="L")
-    data = load_dataset(f"folder:{tmp_path / 'd'}")
+    data = load_dataset(f"folder:{tmp_path / 'd'}", streaming=False)
     assert data.input_shape == (1, 32, 32) and len(data.test_y) == 4
+
+
+def test_folder_data_streams_at_the_size_asked_for(tmp_path):
+    make_folder(tmp_path / "d", per_class=6)
+    data = load_dataset(f"folder:{tmp_path / 'd'}", image_size=20)
+    assert data.streamed and data.input_shape == (3, 20, 20) and data.class_names == ("cat", "dog")
+    assert len(data.train) == 10 and len(data.test) == 2
+    images, labels, skipped = next(iter(data.loader("train", 4, workers=0)))
+    assert images.shape == (4, 3, 20, 20) and 0 <= float(images.min()) and float(images.max()) <= 1 and skipped == 0
+    # the normalisation comes from a sample of the images, read once
+    assert len(data.mean) == 3 and all(0.3 < m < 0.7 for m in data.mean) and all(s > 0.1 for s in data.std)
+    sample = data.tensors(limit=3)
+    assert sample.train_x.shape == (3, 3, 20, 20) and len(sample.test_y) == 2
 
 
 def test_unreadable_image_is_named(tmp_path):
