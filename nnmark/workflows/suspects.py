@@ -35,6 +35,8 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
         return suspect, {"kind": "open-inference-protocol endpoint", "endpoint": endpoint, "model_name": model_name,
                          "model_version": suspect.model_version, "input_name": signature["input_name"],
                          "server": signature["server"]}
+    if str(model).startswith("hf:"):
+        return _hugging_face_suspect(key, Path(str(model)[3:]), device)
     path = Path(model)
     if path.is_dir():
         if not (path / META_FILE).exists():
@@ -77,6 +79,21 @@ def open_suspect(key: WatermarkKey, *, model: str | Path | None = None, endpoint
     raise NNMarkError("unknown model format", path=path,
                       expected="an nnmark model directory, .onnx, or a PyTorch checkpoint "
                                f"({', '.join(sorted(CHECKPOINT_SUFFIXES))})")
+
+
+def _hugging_face_suspect(key: WatermarkKey, directory: Path, device: str) -> tuple[Suspect, dict[str, Any]]:
+    """A saved Hugging Face image classifier, queried through its image processor's normalisation."""
+    from nnmark.integrations.transformers import load_image_classifier
+
+    module, normalization = load_image_classifier(directory)
+    config = module.config
+    size = getattr(config, "image_size", None)
+    shape = (config.num_channels, size, size) if isinstance(size, int) and hasattr(config, "num_channels") else None
+    _check_key_fits(key, config.num_labels, shape, f"the Hugging Face model {directory}")
+    described = {"kind": "hugging face model directory", "path": str(directory),
+                 "sha256": sha256_file(directory / "model.safetensors"),
+                 "normalization": None if normalization is None else [list(v) for v in normalization]}
+    return ModuleSuspect(module, f"hf:{directory}", device, normalization=normalization), described
 
 
 def _check_key_fits(key: WatermarkKey, num_classes: int | None, input_shape: tuple[int, ...] | None,
