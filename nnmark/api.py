@@ -25,7 +25,7 @@ from nnmark.models.inference import predict_logits
 from nnmark.training.evaluation import accuracy_on, teacher_targets
 from nnmark.verification.nulls import ControlModel, ControlNull, ControlRecord
 from nnmark.verification.stats import Verdict, binomial_tail, clopper_pearson, control_verdict, format_p_value
-from nnmark.verification.suspects import NamedLayer, Suspect, as_suspect
+from nnmark.verification.suspects import NamedLayer, Normalised, Suspect, as_suspect
 
 MODES = ("scratch", "pretrained", "distill")
 
@@ -38,15 +38,16 @@ SEED_WARNING = ("the key was made from a seed the caller chose: it is only as se
 def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, ...], seed: int | None = None,
                  options: dict[str, Any] | None = None, dataset: Dataset | None = None,
                  model_spec: ModelSpec | None = None, classifier: nn.Module | None = None,
-                 model: nn.Module | None = None, screen_with: list[nn.Module | Suspect] | None = None,
-                 progress=None) -> WatermarkKey:
+                 model: nn.Module | None = None, normalization: Any = None,
+                 screen_with: list[nn.Module | Suspect] | None = None, progress=None) -> WatermarkKey:
     """Create a secret key for ``scheme``; ``options`` are the scheme's keygen options by name.
 
     ``model``: the user's own module the key is for, where the scheme keys off it (a weight
     signature reads its layers; frontier stitching and fingerprints its answers), any
     ``torch.nn.Module``; ``classifier`` is the same argument's older name, and ``model_spec`` names
     one of nnmark's architectures instead. ``input_shape``: one input's shape (C, H, W for the
-    schemes whose keys hold images).
+    schemes whose keys hold images). ``normalization``: ``(mean, std)`` the model expects its
+    inputs normalised with, where it does not normalise them itself (a key's images are in [0, 1]).
 
     ``screen_with``: models made without any key. A scheme with a free choice to make uses them
     (one-target trigger sets, when no target is given: one candidate key per class, keeping the
@@ -61,6 +62,9 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, ...],
     if model is not None and classifier is not None and model is not classifier:
         raise NNMarkError("give the model once (model=...; classifier= is its older name)", field="model")
     classifier = classifier if classifier is not None else model
+    implementation = get_scheme(scheme)
+    if normalization is not None and classifier is not None and implementation.access != "white-box":
+        classifier = Normalised(classifier, normalization)  # keygen queries it with images in [0, 1]
     chosen = seed is not None
     if seed is None:
         seed = secrets.randbits(63)
@@ -70,7 +74,6 @@ def generate_key(scheme: str, *, num_classes: int, input_shape: tuple[int, ...],
         raise NNMarkError("must be at least 2", field="num_classes", got=num_classes)
     if not input_shape or min(input_shape) < 1:
         raise NNMarkError("must be positive sizes", field="input_shape", expected="C,H,W", got=input_shape)
-    implementation = get_scheme(scheme)
     context = KeygenContext(num_classes, tuple(input_shape), seed, dataset, model_spec, classifier, progress)
     parsed = implementation.make_options("keygen", options)
     context.require(scheme, implementation.requirements(parsed))

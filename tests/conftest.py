@@ -10,8 +10,9 @@ from nnmark.api import generate_key, train_model
 from nnmark.data import load_dataset
 from nnmark.training import TrainConfig
 
-# Tests run on CI's two cores; more threads than cores only adds contention.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests run on CI's two cores; more threads than cores only adds contention. NNMARK_TEST_THREADS
+# sets it where two test runs share the cores (.ci/run runs its two passes side by side).
+torch.set_num_threads(int(os.environ.get("NNMARK_TEST_THREADS", 0)) or min(2, os.cpu_count() or 1))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from nnmark.errors import NNMarkError, NonFiniteOutput
-from nnmark.models.inference import predict_logits
+from nnmark.models.inference import logits_of, predict_logits
 from nnmark.schemes.base import KeygenContext, WatermarkScheme, register_scheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
 from nnmark.schemes.trigger_set import check_images
@@ -119,7 +119,7 @@ class DarkKnowledgeAPI(nn.Module):
         self.register_buffer("table", cell_table(key), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self.model(x).float(), dim=1)
+        p = torch.softmax(logits_of(self.model(x)).float(), dim=1)
         top, runner_up = answer_cells(p, self.kind)
         column = torch.where(runner_up == NO_RUNNER_UP, self.num_classes, runner_up)
         keyed = self.table.to(p.device)[top, column]

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from nnmark.errors import NNMarkError
+from nnmark.models.inference import logits_of
 from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
 from nnmark.schemes.trigger_set import TriggerSetScheme
@@ -101,7 +102,7 @@ class DawnAPI(nn.Module):
         self.log: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
+        logits = logits_of(self.model(x))
         if self.keep_log:
             self.log.append(x.detach().cpu().clone())
         marked, offsets = keyed_marks(self.secret, x, self.rate, self.num_classes)
@@ -144,7 +145,7 @@ def derive_key(serving_key: WatermarkKey, owner_model: nn.Module, queries: torch
     if not len(inputs):
         raise NNMarkError(f"none of the {len(distinct)} distinct queries in the log was marked (rate {rate:g}): "
                           "there is nothing to verify with", field="queries")
-    owner_answers = owner_model.eval()(inputs).argmax(1).cpu()
+    owner_answers = logits_of(owner_model.eval()(inputs)).argmax(1).cpu()
     labels = (owner_answers + offsets[marked]) % serving_key.num_classes
     # Store the rounded pixels the hash saw, so the key's inputs re-derive to the same marks.
     inputs = torch.round(inputs * 255) / 255

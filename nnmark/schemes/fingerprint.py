@@ -38,6 +38,7 @@ import torch
 
 from nnmark.data.base import Dataset
 from nnmark.errors import NNMarkError
+from nnmark.models.inference import logits_of
 from nnmark.models.store import ModelSpec, create_model
 from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
@@ -105,7 +106,7 @@ def conferrable_examples(owner, surrogates, references, images: torch.Tensor, ta
     rows = torch.arange(len(images))
 
     def parts(batch):
-        owner_p = torch.softmax(owner(batch), 1)[rows, targets]
+        owner_p = torch.softmax(logits_of(owner(batch)), 1)[rows, targets]
         surrogate_p = torch.stack([torch.softmax(m(batch), 1)[rows, targets] for m in surrogates]).mean(0)
         reference_p = torch.stack([torch.softmax(m(batch), 1)[rows, targets] for m in references]).amax(0)
         return owner_p, surrogate_p, reference_p
@@ -144,18 +145,18 @@ class ConferrableFingerprint(TriggerSetScheme):
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(dataset.train_y), generator=generator)
         with torch.no_grad():
-            logits = owner(dataset.train_x[order])
+            logits = logits_of(owner(dataset.train_x[order]))
         correct = order[logits.argmax(1) == dataset.train_y[order]][:options.candidates]
         if len(correct) < options.size:
             raise NNMarkError(f"the model classifies only {len(correct)} training images correctly", field="size",
                               expected=f"at most {len(correct)}", got=options.size)
         originals = dataset.train_x[correct]
         with torch.no_grad():
-            targets = owner(originals).topk(2, dim=1).indices[:, 1]
+            targets = logits_of(owner(originals)).topk(2, dim=1).indices[:, 1]
         examples, scores = conferrable_examples(owner, surrogates, references, originals, targets,
                                                 options.epsilon, options.steps)
         with torch.no_grad():
-            answers = owner(examples).argmax(1)
+            answers = logits_of(owner(examples)).argmax(1)
         scores = torch.where(answers == targets, scores, torch.full_like(scores, -1.0))
         chosen = scores.argsort(descending=True)[:options.size]
         if int((scores[chosen] < 0).sum()):

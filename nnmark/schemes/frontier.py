@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from nnmark.errors import NNMarkError
+from nnmark.models.inference import logits_of
 from nnmark.schemes.base import KeygenContext, register_scheme, require_tensor
 from nnmark.schemes.key import WatermarkKey
 from nnmark.schemes.trigger_set import TriggerSetScheme
@@ -64,12 +65,12 @@ class FrontierStitching(TriggerSetScheme):
         for start in range(0, len(order), 256):
             take = order[start:start + 256]
             x, y = dataset.train_x[take].clone().requires_grad_(True), dataset.train_y[take]
-            logits = model(x)
+            logits = logits_of(model(x))
             grad, = torch.autograd.grad(F.cross_entropy(logits, y), x)
             with torch.no_grad():
                 adversarial = (x + options.epsilon * grad.sign()).clamp(0, 1)
                 correct = logits.argmax(1) == y
-                crossed = model(adversarial).argmax(1) != y
+                crossed = logits_of(model(adversarial)).argmax(1) != y
             for kind in (True, False):
                 chosen = correct & (crossed == kind)
                 found[kind].append(adversarial[chosen])
