@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nnmark  # noqa: E402
 from nnmark.api import measure_null  # noqa: E402
 from nnmark.data import load_dataset  # noqa: E402
+from nnmark.errors import NNMarkError  # noqa: E402
 from nnmark.schemes import SCHEMES, get_scheme  # noqa: E402
 from nnmark.verification.suspects import Normalised  # noqa: E402
 from nnmark.workflows.controls import train_controls  # noqa: E402
@@ -59,9 +60,14 @@ def main() -> None:
             norm = normalization_of(architecture, data)
             for seed in range(args.seeds):
                 began = time.perf_counter()
-                key = nnmark.generate_key(scheme, num_classes=10, input_shape=data.input_shape, seed=5 + seed,
-                                          dataset=data, model=clean, normalization=norm, options=KEY_OPTIONS[scheme],
-                                          screen_with=screening if implementation.null_kind == "estimated" else None)
+                try:
+                    key = nnmark.generate_key(scheme, num_classes=10, input_shape=data.input_shape, seed=5 + seed,
+                                              dataset=data, model=clean, normalization=norm,
+                                              options=KEY_OPTIONS[scheme],
+                                              screen_with=screening if implementation.null_kind == "estimated" else None)
+                except NNMarkError as refused:
+                    print(f"| {scheme} | {architecture} | keygen refused: {refused} | | | |", flush=True)
+                    continue
                 torch.manual_seed(seed)
                 model, _ = mark(scheme, architecture, key, data, clean)
                 null = None
