@@ -303,7 +303,8 @@ def control_verdict(*, scheme: str, statistic: str, matches: int, total: int,
         guarantee = (f"ESTIMATED, NOT EXACT: {size} control models can support error rates only down to "
                      f"1/(N+1) = {floor:.3g} without assumptions; p-values below that extrapolate a "
                      "t-distribution fitted to the controls' log-odds of agreement, and hold only as far "
-                     "as independent models resemble those controls")
+                     "as independent models resemble those controls: measure them on models of the suspect's "
+                     "own architecture (docs/own-training.md)")
     owned = result["p_value"] <= level and refusal is None
     extra = {**(details or {}), **{k: v for k, v in result.items() if k != "p_value"},
              "control_counts": counts.tolist()}

@@ -27,6 +27,9 @@ SCRIPTS = {
     "embedding_cost.py": ["--seeds", "1", "--epochs", "1", "--schemes", "adi,dark-knowledge", "--out", "cost"],
     "startup.py": ["--runs", "1", "--cases", "help,version"],
     "demo_time.py": ["--runs", "1", "--epochs", "1"],
+    "own_loop_overhead.py": ["--steps", "2", "--repeats", "1", "--resnet-width", "8"],
+    "folder_memory.py": ["--sizes", "64,128", "--folders", "folders", "--workers", "0", "--batch", "32"],
+    "users_models.py": ["--schemes", "adi", "--architectures", "sequential", "--innocent-vits", "0"],
 }
 
 
