@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a corrupt compressed body raises zlib's own error
         raise NNMarkError(f"cannot read IDX file ({exc})", path=path) from None
     ndim = magic & 0xFF
     header = 4 + 4 * ndim

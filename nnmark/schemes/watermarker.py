@@ -55,7 +55,7 @@ class Watermarker(Embedding):
         self.key = key
         self.options = parsed
         super().__init__(hooks, model, input_shape=tuple(key.input_shape), normalization=normalization,
-                         accumulation=accumulation, distributed=distributed)
+                         accumulation=accumulation, distributed=distributed, num_classes=key.num_classes)
 
     def __repr__(self) -> str:
         return f"Watermarker({self.key.scheme} key {self.key.commitment[:12]}…, step {self.step})"

@@ -59,18 +59,20 @@ class Embedding:
     ``normalization``: ``(mean, std)`` the user's batches are normalised with, where the model does
     not normalise itself (the hooks' samples are raw images in [0, 1]). ``accumulation``:
     micro-batches per optimiser step. ``distributed``: ``(rank, world_size)``; "auto" reads
-    ``torch.distributed`` when it is initialised.
+    ``torch.distributed`` when it is initialised. ``num_classes``: the classes the hooks' labels
+    belong to (a batch with labels outside them is refused).
     """
 
     def __init__(self, hooks: Sequence[TrainingHook], model: nn.Module, *, input_shape: tuple[int, ...] | None = None,
                  normalization: Any = None, accumulation: int = 1,
-                 distributed: tuple[int, int] | str | None = "auto") -> None:
+                 distributed: tuple[int, int] | str | None = "auto", num_classes: int | None = None) -> None:
         if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:
             raise NNMarkError("must be a positive integer", field="accumulation", got=accumulation)
         self.hooks = list(hooks)
         self.model = model
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.accumulation = accumulation
+        self.num_classes = num_classes
         channels = self.input_shape[0] if self.input_shape else 1
         self.normalization = as_normalisation(normalization, channels)
         self.rank, self.world_size = self._place(distributed)
@@ -149,6 +151,12 @@ class Embedding:
             extras.append((x.to(inputs.dtype), y.to(inputs.device, non_blocking=True)))
             mixed_in[id(hook)] = slice(offset, offset + len(y))
             offset += len(y)
+        if self.num_classes is not None and targets is not None and not targets.is_floating_point() and len(targets):
+            low, high = int(targets.min()), int(targets.max())
+            if low < 0 or high >= self.num_classes:
+                raise NNMarkError(f"the batch holds label {high if high >= self.num_classes else low}, outside the "
+                                  f"key's {self.num_classes} classes: the key was made for another model",
+                                  field="labels", expected=f"labels in 0..{self.num_classes - 1}")
         mixed = torch.cat([inputs] + [x for x, _ in extras]) if extras else inputs
         if targets is not None and extras:
             targets = torch.cat([targets] + [self._labels_like(targets, y) for _, y in extras])

@@ -388,6 +388,10 @@ class _Streamed(_Batches):
             if len(batch) == 3 and isinstance(batch[2], int):  # (images, labels, unreadable files skipped)
                 self.skipped += batch[2]
             x, y = batch[0], torch.as_tensor(batch[1])
+            if x.ndim != 4 or y.ndim not in (1, 2) or len(y) != len(x):
+                raise NNMarkError("the dataset's batch is not images (N, C, H, W) with one label each", field="data",
+                                  expected="images N x C x H x W and N labels",
+                                  got=f"images {list(x.shape)}, labels {list(y.shape)}")
             if len(x) < 2:
                 continue  # batch norm cannot train on one sample
             self.samples_seen += len(x)
