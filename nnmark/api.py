@@ -267,12 +267,13 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
     rows: list[dict[str, Any]] = []
     counts = null.counts()
     total = len(null.controls[0].hits)
-    if scheme.null_kind == "estimated" and len(controls) < 3:
+    null_kind = scheme.key_null_kind(key)
+    if null_kind == "estimated" and len(controls) < 3:
         raise NNMarkError("an estimated null needs at least 3 controls to study (20 recommended)",
                           field="controls")
     for index, record in enumerate(null.controls):
         matches = int(counts[index])
-        if scheme.null_kind == "estimated":
+        if null_kind == "estimated":
             others = [int(c) for j, c in enumerate(counts) if j != index]
             refusal = scheme.judge(evidences[index], key)[0]
             verdict = control_verdict(scheme=key.scheme, statistic="", matches=matches, total=total,
@@ -295,7 +296,7 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
     needed = math.ceil(math.log(0.05) / math.log(1 - alpha)) if alpha < 1 else 1
     study = {
         "scheme": key.scheme, "key_commitment": key.commitment,
-        "null_kind": scheme.null_kind,
+        "null_kind": null_kind,
         "alpha": alpha, "controls": rows,
         "accused": accused, "empirical_false_positive_rate": accused / size,
         "false_positive_rate_ci95": [low, high],
@@ -305,7 +306,7 @@ def calibration_study(key: WatermarkKey, controls: list[nn.Module | Suspect | Co
         "conservative": high <= alpha,
         "controls_needed_to_confirm_alpha": needed,
         "judged_by": ("leave-one-out: each control against the null measured on the others"
-                      if scheme.null_kind == "estimated" else "the exact null verify uses"),
+                      if null_kind == "estimated" else "the exact null verify uses"),
     }
     modules = [c.model if isinstance(c, ControlModel) else c for c in controls]
     study["target_screening"] = scheme.screen(key, [as_suspect(m, r["model"]) for m, r in zip(modules, rows)])

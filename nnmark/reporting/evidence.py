@@ -34,6 +34,8 @@ def evidence_record(verdict: Verdict, key: WatermarkKey, suspect: dict[str, Any]
     warnings = []
     if verdict.null_kind != "exact":
         warnings.append(verdict.guarantee)
+    if verdict.details.get("assumption"):
+        warnings.append(verdict.details["assumption"])
     if key.legacy_warning:
         warnings.append(key.legacy_warning)
     if key.params.get("seed_chosen"):

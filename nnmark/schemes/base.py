@@ -127,6 +127,11 @@ class WatermarkScheme(ABC):
     # APIs (:func:`stacked_api`) put the label marks outermost, so the others key off the model's answer.
     api_changes_labels: ClassVar[bool] = False
 
+    def key_null_kind(self, key: WatermarkKey) -> str:
+        """The null of this key's verdicts: the scheme's (``null_kind``), unless the key says
+        otherwise (an adi key whose labels its maker brought has an estimated one)."""
+        return self.null_kind
+
     def requirements(self, options: Any) -> frozenset[str]:
         """What keygen needs with these options (default: ``needs``)."""
         return self.needs
@@ -163,7 +168,8 @@ class WatermarkScheme(ABC):
         is "estimated" and refused elsewhere; ``tests`` is the size of the family of tests this
         one belongs to (Bonferroni)."""
         self.check_key(key)
-        if self.null_kind == "exact":
+        null_kind = self.key_null_kind(key)
+        if null_kind == "exact":
             if null is not None:
                 raise NNMarkError(f"scheme '{self.name}' has an exact null; control models do not apply",
                                   field="--null")
@@ -180,7 +186,7 @@ class WatermarkScheme(ABC):
         details: dict[str, Any] = {"queries": suspect.queries, "suspect": suspect.description, **evidence.facts()}
         if warning:
             details["warning"] = warning
-        if self.null_kind == "exact":
+        if null_kind == "exact":
             if refusal is not None:
                 raise NNMarkError(f"scheme '{self.name}': an exact null does not refuse suspects ({refusal})")
             return self.exact_verdict(evidence, key, alpha=alpha, tests=tests, details=details)

@@ -323,7 +323,7 @@ class Bench:
         controls = None
         for scheme in config.schemes:
             victim = self.victim(scheme)
-            if get_scheme(scheme).null_kind == "estimated":
+            if get_scheme(scheme).key_null_kind(victim.key) == "estimated":
                 controls = controls if controls is not None else self.controls()
                 victim.null = measure_null(victim.key, controls)
             baseline = verify_model(victim.model, self._verification_key(victim), alpha=config.alpha, null=victim.null)

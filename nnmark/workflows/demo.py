@@ -51,7 +51,7 @@ def _screening_models(implementation, data, count, seed, progress):
 
 def _demo_null(key, data, count, seed, staging, summary, progress):
     """The measured null for a scheme without an exact one (else None)."""
-    if get_scheme(key.scheme).null_kind != "estimated":
+    if get_scheme(key.scheme).key_null_kind(key) != "estimated":
         return None
     controls = train_controls(data, count, epochs=DEMO_CONTROL_EPOCHS, seed=seed + 2000, progress=progress)
     null = measure_null(key, controls)

@@ -14,7 +14,7 @@ from nnmark.data.streaming import as_tensors
 from nnmark.errors import NNMarkError
 from nnmark.io import ensure_can_write
 from nnmark.models.store import LoadedModel, ModelSpec, load_model
-from nnmark.schemes.base import SCHEMES, get_scheme
+from nnmark.schemes.base import SCHEMES, WatermarkScheme, get_scheme
 from nnmark.schemes.key import WatermarkKey, save_key
 from nnmark.workflows.options import OptionField, option_fields, parse_shape
 from nnmark.training.presets import preset
@@ -70,9 +70,9 @@ def make_key(scheme: str, *, dataset: Dataset | None = None, model: LoadedModel 
                               "train one)", field="--model")
     screen_with = None
     if screen_models:
-        if implementation.null_kind != "estimated" or dataset is None:
-            raise NNMarkError("--screen-models picks a one-target key's target from models trained on --data",
-                              field="--screen-models")
+        if type(implementation).keygen_screened is WatermarkScheme.keygen_screened or dataset is None:
+            raise NNMarkError("--screen-models picks a one-target key's target, or screens the labels an adi key's "
+                              "maker brings, with models trained on --data", field="--screen-models")
         screen_seed = secrets.randbits(31) if seed is None else seed + 1
         screen_with = [c.model for c in train_controls(dataset, screen_models, epochs=SCREENING_EPOCHS,
                                                        seed=screen_seed, progress=progress)]
@@ -133,7 +133,7 @@ def keygen_to_directory(scheme: str, out: str | Path, *, force: bool = False, nu
         report.warnings.append(warning)
     if seed is not None:
         report.warnings.append(SEED_WARNING)
-    if implementation.null_kind == "estimated":
+    if implementation.key_null_kind(key) == "estimated":
         report.next_step = (f"Scheme '{scheme}' has no exact null: measure it on models made without the key with "
                             f"`nnmark calibrate --key {out} --out null.json` and verify with --null null.json.")
     return report

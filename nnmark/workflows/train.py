@@ -51,7 +51,7 @@ def on_every_rank(group: Distributed | None, prepare):
 
 def watermark_check(model, key) -> str:
     """What the freshly trained model's verdict is, in one line (where the null is exact)."""
-    if get_scheme(key.scheme).null_kind == "estimated":
+    if get_scheme(key.scheme).key_null_kind(key) == "estimated":
         return ("watermark check: this scheme's null is measured on control models "
                 "(nnmark calibrate, then nnmark verify --null)")
     verdict = verify_model(model, key)

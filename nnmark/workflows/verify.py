@@ -37,7 +37,7 @@ def resolve_null(key: WatermarkKey, *, null_file: str | Path | None = None,
     scheme = get_scheme(key.scheme)
     if null_file is not None and calibrate_with:
         raise NNMarkError("give either --null or --calibrate-with, not both", field="--null")
-    if scheme.null_kind == "exact":
+    if scheme.key_null_kind(key) == "exact":
         if null_file is not None or calibrate_with:
             raise NNMarkError(f"scheme '{key.scheme}' has an exact null: --null and --calibrate-with do not apply",
                               field="--null")
