@@ -42,6 +42,9 @@ class AttackContext:
     # Images of another domain the thief holds, already shaped as the victim's inputs
     # (``nnmark.data.transfer.transfer_images``): what extraction without the victim's data queries.
     transfer: torch.Tensor | None = None
+    # Called after every epoch of the attack's own training with (epoch record, model): how a tuner
+    # watches a trial and stops a hopeless one early (it may raise to stop the attack).
+    on_epoch_end: Any = None
 
 
 class Attack(ABC):
@@ -60,6 +63,9 @@ class Attack(ABC):
     # tries per cell (a mark survives only if no setting in it removes the mark).
     settings: ClassVar[dict[str, Any]] = {}
     search: ClassVar[dict[str, tuple]] = {}
+    # The space the tuner searches (nnmark.attacks.space: ranges, log-scaled for rates, and choices);
+    # None: read off ``search``, each numeric setting a range over its grid's values.
+    space: ClassVar[dict[str, Any] | None] = None
     # Whether it trains on (or fits to) the thief's share of the training data: the adaptive
     # attacker then also tries smaller shares.
     uses_training_data: ClassVar[bool] = True
@@ -78,6 +84,17 @@ class Attack(ABC):
     def search_grid(self, holds_transfer: bool) -> dict[str, tuple]:
         """The grid the adaptive attacker tries, given whether the thief holds transfer images."""
         return self.search
+
+    def search_space(self, holds_transfer: bool) -> dict[str, Any]:
+        """The space the tuner searches, given whether the thief holds transfer images."""
+        from nnmark.attacks.space import Choice, from_grid
+
+        grid = self.search_grid(holds_transfer)
+        if self.space is None:
+            return from_grid(grid)
+        # a setting the grid restricts (which queries a thief without transfer images can make) stays restricted
+        return {name: (Choice(tuple(grid[name])) if isinstance(dimension, Choice) and name in grid else dimension)
+                for name, dimension in self.space.items()}
 
     def resolved_settings(self, context: AttackContext) -> dict[str, Any]:
         """The values this attack runs with; a training setting left None is the context's recipe's."""
@@ -241,7 +258,7 @@ def fine_tune(model: Classifier, context: AttackContext, epochs: int, *, paramet
     fit(model, inputs, targets if labels is None else labels, config,
         augmentation=context.data.augmentation, hooks=hooks,
         parameters=parameters, freeze_batchnorm=freeze_batchnorm, progress=context.progress,
-        description="attack fine-tune")
+        description="attack fine-tune", on_epoch_end=context.on_epoch_end)
     return model.to("cpu").eval()
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import torch
 
 from nnmark.attacks.base import Attack, AttackContext, register_attack
+from nnmark.attacks.space import Choice, LogUniform
 from nnmark.data.streaming import training_source
 from nnmark.errors import NNMarkError
 from nnmark.models.store import Classifier, ModelSpec, create_model
@@ -34,6 +35,8 @@ class Distill(Attack):
     # answers "labels": the API returns only its top class, and the student learns those (hard-label extraction).
     settings = {"lr": 0.05, "temperature": 1.0, "architecture": None, "answers": "probabilities", "schedule": "step"}
     search = {"lr": (0.01, 0.05, 0.1), "temperature": (1.0, 4.0), "architecture": (None, "mlp")}
+    space = {"lr": LogUniform(0.005, 0.2), "temperature": LogUniform(0.5, 8.0), "architecture": Choice((None, "mlp")),
+             "schedule": Choice(("step", "constant"))}
     threat_model = "queries to the model's output probabilities on the thief's own images; no labels, no weights"
 
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:
@@ -55,5 +58,5 @@ class Distill(Attack):
         config = replace(context.train, epochs=int(strength), lr=float(self.setting(context, "lr")),
                          schedule=self.setting(context, "schedule"), seed=context.seed)
         fit(student, inputs, targets, config, targets_from=targets_from, progress=context.progress,
-            description="attack distill")
+            description="attack distill", on_epoch_end=context.on_epoch_end)
         return student.to("cpu").eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from nnmark.attacks.space import LogUniform, Uniform
 from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, last_linear, register_attack, seeded
 from nnmark.models.store import Classifier
 
@@ -25,6 +26,7 @@ class FineTuneAttack(Attack):
     # of their 0.1). A thief is free to use any rate, and one near the original moves weights far more.
     settings = {"lr": None, "label_smoothing": None}
     search = {"lr": (0.001, 0.01, 0.05, 0.1), "label_smoothing": (0.0, 0.1)}
+    space = {"lr": LogUniform(0.0005, 0.2), "label_smoothing": Uniform(0.0, 0.2)}
     streams = True
 
     def epochs(self, strength: float, context: AttackContext) -> int:
@@ -70,6 +72,7 @@ class LabelNoise(FineTuneAttack):
     summary = "fine-tune all layers with a share of the labels replaced by random classes"
     settings = {"lr": None, "noise": 0.2}
     search = {"lr": (0.01, 0.05), "noise": (0.1, 0.3)}
+    space = {"lr": LogUniform(0.005, 0.1), "noise": Uniform(0.05, 0.4)}
     streams = False  # it rewrites the labels it holds
 
     def apply(self, model: Classifier, strength: float, context: AttackContext) -> Classifier:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from torch.nn.utils import prune
 
+from nnmark.attacks.space import LogUniform
 from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, prunable_weights, register_attack
 from nnmark.models.store import Classifier
 
@@ -65,3 +66,6 @@ class PruneThenTune(PruneAttack):
     summary = "layer-wise magnitude pruning, then 2 epochs of fine-tuning with the mask held"
     finetune_epochs = 2
     uses_training_data = True
+    settings = {"lr": None}
+    search = {"lr": (0.01, 0.05)}
+    space = {"lr": LogUniform(0.001, 0.1)}

@@ -14,6 +14,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from nnmark.attacks.space import LogUniform
 from nnmark.attacks.base import Attack, AttackContext, clone, fine_tune, register_attack
 from nnmark.models.store import Classifier
 from nnmark.training.hooks import StepOutputs, TrainingHook
@@ -28,6 +29,7 @@ class RegularisedFineTune(Attack):
     chain_strength = 5
     settings = {"lr": 0.05, "weight_decay": 0.01}
     search = {"lr": (0.01, 0.05, 0.1), "weight_decay": (0.005, 0.02)}
+    space = {"lr": LogUniform(0.005, 0.2), "weight_decay": LogUniform(0.001, 0.05)}
 
     def epochs(self, strength: float, context: AttackContext) -> int:
         return 2 * int(strength)

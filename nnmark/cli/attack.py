@@ -67,8 +67,18 @@ def bench(
     tolerance: float = typer.Option(0.05, "--tolerance", help="Accuracy drop an attack may cause and still count."),
     alpha: float = typer.Option(1e-6, "--alpha"),
     quick: bool = typer.Option(False, "--quick", help="A small sweep: a couple of strengths per attack."),
-    adaptive: bool = typer.Option(False, "--adaptive", help="Per cell, try every setting in each attack's search grid "
-                                                            "(learning rates, ...); report the strongest."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Per cell, search each attack's settings (learning rates, "
+                                                            "the thief's data share, ...); report the strongest."),
+    search: str = typer.Option("tuner", "--search", help="tuner (Optuna over each attack's space, hopeless trials "
+                                                         "stopped early) or grid (every setting of its grid)."),
+    trials: int = typer.Option(12, "--trials", help="Tuner trials per cell."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The tuner's studies: an SQLAlchemy URL (default: "
+                                                                  "an SQLite file in OUT; PostgreSQL for many machines)."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (tasks on a local Ray, "
+                                                             "or the cluster at --address)."),
+    address: Optional[str] = typer.Option(None, "--address", help="A Ray cluster's address (with --executor ray)."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="A module registering attacks or schemes of "
+                                                                      "your own, imported in every worker (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Bench directory (reused as a cache across runs)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty directory that is not a bench."),
 ) -> None:
@@ -82,6 +92,8 @@ def bench(
     results = bench_to_directory(out, schemes=schemes, attacks=attacks, data=data, data_dir=data_dir,
                                  architecture=model, epochs=epochs, fraction=fraction, transfer_data=transfer_data,
                                  seeds=seeds, tolerance=tolerance, alpha=alpha, quick=quick, adaptive=adaptive,
+                                 search=search, trials=trials, storage=storage, executor=executor, address=address,
+                                 plugins=tuple(plugin or ()),
                                  force=force, progress_for=progress_bars,
                                  log=lambda message: err_console.print(f"[dim]{message}[/]"))
     if results is None:
@@ -89,6 +101,8 @@ def bench(
     removed = [r for r in results["summary"] if r["removed_rate"] > 0]
     console.print(f"{len(results['records'])} records ({results['cache']['computed']} computed, "
                   f"{results['cache']['reused']} reused from cache)")
+    for row in results["errors"]:
+        console.print(f"[bold red]error[/] in {row['scheme']} / {row['attack']}: {row['error']}")
     for row in removed:
         strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
         console.print(f"removed: {row['scheme']} by {row['attack']} at {strength} "

@@ -12,6 +12,13 @@ def _pct(value: float, ci: float = 0.0) -> str:
     return f"{100 * value:.1f}" + (f"±{100 * ci:.1f}" if ci else "")
 
 
+def _strength(row: dict[str, Any]) -> str:
+    if row["strength"] is not None:
+        return f"{row['strength']:g}"
+    # a cell without a sweep: a chain, or one attack at the strength its name fixes
+    return "chain" if "+" in row["attack"] else row["attack"].rpartition(":")[2] or "—"
+
+
 def settings_text(row: dict[str, Any], attacker_fraction: float, searched_only: bool = False) -> str:
     """The hyperparameters a row ran with, compactly (its thief data share where it was not the
     whole); ``searched_only``: just those the adaptive attacker varies."""
@@ -19,8 +26,10 @@ def settings_text(row: dict[str, Any], attacker_fraction: float, searched_only: 
     if searched_only and "+" not in row["attack"]:
         from nnmark.attacks.base import get_attack
 
-        searched = set(get_attack(row["attack"].split(":")[0]).search)
-    text = ", ".join(f"{k}={v}" for step in row.get("settings") or [] for k, v in step.items()
+        attack = get_attack(row["attack"].split(":")[0])
+        searched = set(attack.search) | set(attack.space or {})
+    shown = lambda v: f"{v:.3g}" if isinstance(v, float) else v  # noqa: E731 - a tuner's draw has many digits
+    text = ", ".join(f"{k}={shown(v)}" for step in row.get("settings") or [] for k, v in step.items()
                      if searched is None or k in searched)
     if row.get("data_fraction") not in (None, attacker_fraction):
         text += ("; " if text else "") + f"thief data {100 * row['data_fraction']:.0f}%"
@@ -72,6 +81,36 @@ def removal_matrix(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def search_comparison(results: dict[str, Any]) -> list[str]:
+    """Per scheme, attack and strength: the tuner's best setting beside the grid's, where the bench
+    directory also holds a whole grid run of the cell (``nnmark bench --adaptive --search grid``)."""
+    lines = ["## The tuner's best beside the grid's", ""]
+    rows = [r for r in results["summary"] if r.get("search") == "tuner"]
+    compared = [r for r in rows if r.get("grid_best")]
+    if not compared:
+        return lines + ["No cell has a grid run in this bench directory to compare with: run the same bench with "
+                        "`--search grid` into it, then this one again (its cells are cached).", ""]
+    fraction = results["config"]["attacker_fraction"]
+    lines += ["Evidence is the share of the key the attacked model still answers (lower is better for the thief); "
+              "a cell's row is its first seed where seeds > 1.", "",
+              "| scheme | attack | strength | tuner: evidence %, acc % | tuner's setting | grid: evidence %, acc % "
+              "| grid's setting | stronger |", "|---|---|---|---|---|---|---|---|"]
+    for row in compared:
+        grid = row["grid_best"]
+        strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
+        tuner_setting = settings_text(row, fraction, searched_only=True) or "—"
+        grid_setting = settings_text(grid | {"attack": row["attack"]}, fraction, searched_only=True) or "—"
+        tuner_score = (not row["removed_rate"], row["evidence"])
+        grid_score = (not grid.get("removed"), grid["evidence"])
+        stronger = "tuner" if tuner_score < grid_score else "grid" if grid_score < tuner_score else "same"
+        mark = lambda removed: " **removed**" if removed else ""  # noqa: E731
+        lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | {_pct(row['evidence'])}, "
+                     f"{_pct(row['test_accuracy'])}{mark(row['removed_rate'] > 0)} | {tuner_setting} "
+                     f"({row['settings_tried']} trials) | {_pct(grid['evidence'])}, {_pct(grid['test_accuracy'])}"
+                     f"{mark(grid.get('removed'))} | {grid_setting} ({grid['settings_tried']} settings) | {stronger} |")
+    return lines + [""]
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     config = results["config"]
     lines = [
@@ -90,20 +129,29 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines += ["", "## What removes what", "", *removal_matrix(results), "", "## Every cell", "",
               "| scheme | attack | strength | test acc % | evidence % | owned | removed | settings |",
               "|---|---|---|---|---|---|---|---|"]
+    tuned = config.get("adaptive") and config.get("search", "grid") == "tuner"
     if config.get("adaptive"):
         lines[lines.index("## Every cell") + 1:lines.index("## Every cell") + 1] = [
-            "", "Adaptive: each cell is the strongest of every setting in the attack's search grid "
-            "(`settings` shows the one reported and how many were tried).", ""]
+            "", (f"Adaptive: each cell is the strongest setting a tuner found in {config.get('trials')} trials over "
+                 "the attack's search space (Optuna's TPE sampler; a Hyperband pruner stopped trials whose evidence "
+                 "after an epoch was hopeless). `settings` shows the one reported, the trials run and how many "
+                 "were pruned." if tuned else
+                 "Adaptive: each cell is the strongest of every setting in the attack's search grid "
+                 "(`settings` shows the one reported and how many were tried)."), ""]
     for row in results["summary"]:
         strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
         owned = f"{row['owned_rate']:.0%}" if row["seeds"] > 1 else ("yes" if row["owned_rate"] else "no")
         removed = f"{row['removed_rate']:.0%}" if row["seeds"] > 1 else ("**yes**" if row["removed_rate"] else "no")
         settings = settings_text(row, config["attacker_fraction"]) or "—"
-        if row.get("settings_tried"):
+        if row.get("search") == "tuner":
+            settings += f" (best of {row['settings_tried']} trials, {row.get('pruned') or 0} pruned)"
+        elif row.get("settings_tried"):
             settings += f" (best of {row['settings_tried']})"
         lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | "
                      f"{_pct(row['test_accuracy'], row['test_accuracy_ci95'])} | "
                      f"{_pct(row['evidence'], row['evidence_ci95'])} | {owned} | {removed} | {settings} |")
+    if tuned:
+        lines += ["", *search_comparison(results)]
     lines += ["", "## Attacks and what the thief needs", "", "| attack | what it does | threat model | settings (defaults) | adaptive grid |",
               "|---|---|---|---|---|"]
     from nnmark.attacks.base import TRAIN_SETTINGS, get_attack
@@ -116,7 +164,19 @@ def markdown_table(results: dict[str, Any]) -> str:
         if config.get("adaptive") and attack.uses_training_data and config.get("search_fractions"):
             shares = [config["attacker_fraction"], *config["search_fractions"]]
             grid += f"; thief data ∈ {{{', '.join(f'{100 * f:.0f}%' for f in dict.fromkeys(shares))}}}"
+        if tuned:
+            space = attack.search_space(config.get("transfer_data") is not None) if "+" not in name else {}
+            grid += " · tuner: " + ("; ".join(f"{k} {d.describe()}" for k, d in space.items()) or "—")
+            if attack.uses_training_data and config.get("search_fractions"):
+                grid += (f"; thief data uniform [{100 * min(config['search_fractions']):.0f}%, "
+                         f"{100 * config['attacker_fraction']:.0f}%]")
         lines.append(f"| {name} | {attack.summary} | {attack.threat_model} | {defaults} | {grid} |")
+    errors = results.get("errors") or []
+    if errors:
+        lines += ["", "## Cells that failed", "", "Each raised an error the bench recorded and went on; a re-run tries "
+                  "them again (finished cells are cached).", "", "| scheme | attack | strength | error |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['scheme']} | {r['attack']} | {_strength(r)} | {r['error']} |" for r in errors]
     skipped = results.get("not_applicable") or []
     if skipped:
         lines += ["", "## Not applicable", ""]
@@ -168,6 +228,50 @@ def plot_results(results: dict[str, Any], directory: str | Path) -> list[Path]:
                         f"victim {100 * victim['test_accuracy']:.1f}%; red ring = removed", fontsize=10)
         figure.tight_layout()
         path = directory / f"{scheme}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def plot_search(results: dict[str, Any], directory: str | Path) -> list[Path]:
+    """One PNG per scheme whose tuned cells have a grid run beside them: per attack cell, the
+    evidence and accuracy after the tuner's best setting and after the grid's (bars: evidence;
+    dots: accuracy; a hatched bar: that search removed the mark)."""
+    matplotlib = require("matplotlib", "plots", "the bench's plots")
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scheme in results["victims"]:
+        rows = [r for r in results["summary"] if r["scheme"] == scheme and r.get("grid_best")]
+        if not rows:
+            continue
+        labels = [r["attack"] + ("" if r["strength"] is None else f" @{r['strength']:g}") for r in rows]
+        figure, axis = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.4))
+        width = 0.38
+        for offset, name, color, pick in ((-width / 2, "tuner", "tab:purple", lambda r: (r, r["removed_rate"] > 0)),
+                                          (width / 2, "grid", "tab:gray",
+                                           lambda r: (r["grid_best"], bool(r["grid_best"].get("removed"))))):
+            points = [pick(r) for r in rows]
+            x = [i + offset for i in range(len(rows))]
+            bars = axis.bar(x, [p["evidence"] for p, _ in points], width, color=color, label=f"{name}: evidence")
+            for bar, (_, removed) in zip(bars, points):
+                if removed:
+                    bar.set_hatch("//")
+            axis.scatter(x, [p["test_accuracy"] for p, _ in points], color=color, edgecolors="black", zorder=5,
+                         marker="o", s=30, label=f"{name}: accuracy")
+        threshold = max(r["threshold_fraction"] for r in rows)
+        axis.axhline(threshold, linestyle="--", color="tab:red", linewidth=1, label="ownership threshold")
+        axis.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+        axis.set_ylim(0, 1.05)
+        axis.legend(fontsize=6, loc="upper right", ncol=2)
+        axis.set_title(f"{scheme}: the tuner's best setting beside the grid's (hatched: removed)", fontsize=9)
+        figure.tight_layout()
+        path = directory / f"search-{scheme}.png"
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)

@@ -13,8 +13,10 @@ the models and the results, and each rank writes the cells it ran.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
+import os
 import json
 import shutil
 import time
@@ -27,10 +29,11 @@ from scipy import stats
 
 from nnmark.version import __version__
 from nnmark.api import generate_key, measure_null, train_model, verify_model
-from nnmark.attacks.base import THIEF_SAMPLE, AttackContext, get_attack, parse_chain, standard_attacks
+from nnmark.attacks.base import THIEF_SAMPLE, AttackContext, get_attack, parse_chain, resolve_strengths, standard_attacks
 from nnmark.data.base import Dataset, load_dataset
 from nnmark.data.streaming import as_tensors, train_size
 from nnmark.errors import NNMarkError
+from nnmark.extras import require
 from nnmark.io import atomic_directory, atomic_write_text, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
 from nnmark.schemes.base import SCHEMES, get_scheme
@@ -38,7 +41,8 @@ from nnmark.schemes.key import load_key, save_key
 from nnmark.training.distributed import Distributed, join_from_environment, leave, run_on_main
 from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
-from nnmark.workflows.attack import Judgement, attack_and_judge
+from nnmark.workflows.attack import Judgement, attack_and_judge, judge_model
+from nnmark.workflows.tuner import DATA_FRACTION, open_storage, thief_objective, tune_cell
 from nnmark.workflows.controls import train_control
 from nnmark.workflows.embed import mark_trained, marks_a_trained_model
 
@@ -69,6 +73,18 @@ class BenchConfig:
     # A dataset of another domain whose training images the thief holds (converted to the victim's
     # inputs), for extraction attacks that query without the victim's data (knockoff). None: none.
     transfer_data: str | None = None
+    # How the adaptive attacker searches: "tuner" (Optuna, ``trials`` per cell, pruned early; its
+    # studies in ``storage``, by default an SQLite file in the bench directory) or "grid" (every
+    # setting of each attack's grid, as published numbers were made).
+    search: str = "tuner"
+    trials: int = 12
+    storage: str | None = None
+    # Where cells run: "local" (this process) or "ray" (tasks on a local Ray, or the cluster at
+    # ``address``). ``plugins``: modules that register attacks or schemes of the user's, imported
+    # in this process and in every worker.
+    executor: str = "local"
+    address: str | None = None
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.attacker_fraction <= 1:
@@ -86,6 +102,13 @@ class BenchConfig:
         if self.transfer_data is not None and self.transfer_data == self.dataset:
             raise NNMarkError("is the victim's own dataset; extraction with it is what distill measures",
                               field="transfer_data", expected="a dataset of another domain", got=self.transfer_data)
+        if self.search not in ("tuner", "grid"):
+            raise NNMarkError("must be tuner or grid", field="--search", got=self.search)
+        if self.trials < 1:
+            raise NNMarkError("must be at least 1", field="--trials", got=self.trials)
+        if self.executor not in ("local", "ray"):
+            raise NNMarkError("must be local or ray", field="--executor", got=self.executor)
+        import_plugins(self.plugins)
         for name in self.schemes:
             get_scheme(name)
         for spec in self.attacks:
@@ -141,6 +164,11 @@ class Bench:
         # A data-parallel victim follows another trajectory than a one-process one: cache apart.
         self._processes = (f"processes={distributed.world_size}",) if distributed else ()
         self.computed = self.reused = 0
+        self.cells_done = self.cells_failed = 0
+        self.trials: dict[str, int] = {}
+        self._bar = None
+        self._storage = None
+        import_plugins(config.plugins)
 
     # Cached artefacts -------------------------------------------------------------------
 
@@ -277,50 +305,241 @@ class Bench:
         ident = _digest(*parts, settings) if settings else _digest(*parts)
         return self.cache / "cells" / f"{ident}.json"
 
-    def cell(self, victim: Victim, attack_spec: str, strength: float | None, seed: int,
-             settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def attack_record(self, victim: Victim, attack_spec: str, strength: float | None, seed: int,
+                      settings: dict[str, Any] | None = None, report=None) -> dict[str, Any]:
+        """Run the attack with ``settings`` and judge the result: the record a cell keeps.
+        ``report(epoch, judgement)`` is told the attacked model's standing after each epoch."""
         config = self.config
-        path = self._cell_path(victim, attack_spec, strength, seed, settings)
-        if path.is_file():
-            self.reused += 1
-            return read_json(path, "cached result")
         started = time.perf_counter()
         settings = dict(settings or {})
         fraction = settings.pop(DATA_FRACTION, config.attacker_fraction)
         attacker_data = self.data.subset(fraction, seed=seed)
+        watch = None
+        if report is not None and not get_scheme(victim.scheme).marks_the_api:
+            def watch(epoch_record, model):
+                judged = judge_model(model, victim.key, self.data, null=victim.null, alpha=config.alpha)
+                report(epoch_record.epoch, {"test_accuracy": judged.test_accuracy, "evidence": judged.evidence,
+                                            "owned": judged.owned})
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
                                 victim_key=victim.key, progress=self.progress, settings=settings,
-                                transfer=self.transfer)
+                                transfer=self.transfer, on_epoch_end=watch)
         try:
             outcome = attack_and_judge(victim.model, victim.key, attack_spec, context, strength=strength,
                                        null=victim.null, alpha=config.alpha, test_data=self.data,
                                        before=victim.judgement, tolerance=config.tolerance)
         except NNMarkError as why:  # an attack that cannot run on this victim (its architecture)
-            record = {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-                      "not_applicable": str(why)}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, record)
-            self.computed += 1
-            return record
-        judged = outcome.after.to_dict()
-        record = {
+            return {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+                    "not_applicable": str(why)}
+        return {
             "scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-            **judged, "victim_accuracy": victim.accuracy,
+            **outcome.after.to_dict(), "victim_accuracy": victim.accuracy,
             "removed": outcome.removed, "victim_owned": victim.owned, "keeps_accuracy": outcome.keeps_accuracy,
             "data_fraction": fraction,
             "budget": {"attacker_samples": train_size(attacker_data), "epochs": outcome.epochs},
             "settings": outcome.settings, "attack_facts": outcome.attack_facts,
             "seconds": round(time.perf_counter() - started, 3),
         }
+
+    def cell(self, victim: Victim, attack_spec: str, strength: float | None, seed: int,
+             settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One setting of one cell, cached."""
+        path = self._cell_path(victim, attack_spec, strength, seed, settings)
+        if path.is_file():
+            self.reused += 1
+            return read_json(path, "cached result")
+        record = self.attack_record(victim, attack_spec, strength, seed, settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, record)
         self.computed += 1
         return record
 
+    def tuned_cell(self, victim: Victim, attack_spec: str, strength: float | None, seed: int) -> dict[str, Any]:
+        """One cell searched by the tuner (nnmark.workflows.tuner), cached once its search is done;
+        until then its trials are in the tuner's storage, and a re-run carries on from them."""
+        config = self.config
+        path = self._cell_path(victim, attack_spec, strength, seed, {"search": "tuner", "trials": config.trials})
+        if path.is_file():
+            self.reused += 1
+            return read_json(path, "cached result")
+        steps = parse_chain(attack_spec)
+        attack = get_attack(steps[0].attack)
+        single = len(steps) == 1
+        space = attack.search_space(config.transfer_data is not None) if single else {}
+        fractions = (min(config.search_fractions), config.attacker_fraction) \
+            if single and attack.uses_training_data else None
+        probe = AttackContext(self.data, self.spec, train=config.attack_train)
+        epochs = sum(step.epochs(value, probe) for step, value in resolve_strengths(steps, strength))
+
+        class NotApplicable(Exception):
+            pass
+
+        def run_trial(settings, report):
+            record = self.attack_record(victim, attack_spec, strength, seed, settings, report)
+            if "not_applicable" in record:
+                raise NotApplicable(record)
+            return record
+
+        try:
+            record = tune_cell(path.stem, self.storage(), space, fractions, config.trials, int(path.stem[:8], 16),
+                               epochs, run_trial,
+                               lambda judged: thief_objective(judged, victim.accuracy, config.tolerance),
+                               on_trial=self._trial_done)
+        except NotApplicable as refused:
+            record = refused.args[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+        self.computed += 1
+        return record
+
+    def _grid_best(self, victim: Victim, attack_spec: str, strength: float | None, seed: int) -> dict | None:
+        """The strongest grid setting of this cell, where an earlier grid run left it in the cache."""
+        found = []
+        for settings in _grid(attack_spec, self.config):
+            path = self._cell_path(victim, attack_spec, strength, seed, settings)
+            if not path.is_file():
+                return None  # only a whole grid says what the grid's best is
+            found.append(read_json(path, "cached result"))
+        found = [r for r in found if "not_applicable" not in r]
+        if not found:
+            return None
+        best = strongest(found)[0]
+        return {k: best[k] for k in ("evidence", "test_accuracy", "removed", "owned", "settings", "data_fraction")
+                if k in best} | {"settings_tried": len(found)}
+
+    def _beside_grid(self, job: tuple, record: dict[str, Any]) -> dict[str, Any]:
+        """A tuned cell's record with the grid's best beside it where the cache holds a whole grid
+        run of the cell (read at each run, not cached with the cell: a grid run made later shows too)."""
+        if not (self.config.adaptive and self.config.search == "tuner") or "error" in record \
+                or "not_applicable" in record:
+            return record
+        victim, attack_spec, strength, seed, _ = job
+        grid = self._grid_best(victim, attack_spec, strength, seed)
+        return record if grid is None else {**record, "grid_best": grid}
+
+    def _job_path(self, job: tuple) -> Path:
+        victim, attack_spec, strength, seed, settings = job
+        if self.config.adaptive and self.config.search == "tuner":
+            settings = {"search": "tuner", "trials": self.config.trials}
+        return self._cell_path(victim, attack_spec, strength, seed, settings)
+
+    def _cached(self, job: tuple) -> dict[str, Any]:
+        """A job's record as the rank that ran it cached it (a failed one left none: an error row)."""
+        path = self._job_path(job)
+        if path.is_file():
+            return self._beside_grid(job, read_json(path, "cached result"))
+        victim, attack_spec, strength, seed, settings = job
+        return {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+                "settings": settings, "error": "failed on another process (its log says why)"}
+
+    def storage(self):
+        if self._storage is None:
+            self._storage = open_storage(self.config.storage or f"sqlite:///{(self.out / 'tuner.db').resolve()}")
+        return self._storage
+
+    def _trial_done(self, kind: str) -> None:
+        self.trials[kind] = self.trials.get(kind, 0) + 1
+        self._show(running=1)
+
+    def _show(self, running: int = 0) -> None:
+        if self.progress is None or self._bar is None:
+            return
+        trials = sum(self.trials.values())
+        self.progress.update(self._bar, completed=self.cells_done + self.cells_failed,
+                             description=f"bench · cells {self.cells_done} done, {running} running, "
+                                         f"{self.cells_failed} failed · trials {trials} "
+                                         f"({self.trials.get('pruned', 0)} pruned)")
+
+    def run_job(self, job: tuple) -> dict[str, Any]:
+        """One cell (tuned, one grid setting, or the plain cell); an error is a row, not the end."""
+        victim, attack_spec, strength, seed, settings = job
+        try:
+            if self.config.adaptive and self.config.search == "tuner":
+                return self._beside_grid(job, self.tuned_cell(victim, attack_spec, strength, seed))
+            return self.cell(victim, attack_spec, strength, seed, settings)
+        except Exception as error:  # noqa: BLE001 - the bench records it and goes on
+            return {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+                    "settings": settings, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+
+    def _run_jobs(self, jobs: list[tuple]) -> list[dict[str, Any]]:
+        self._bar = self.progress.add_task("bench", total=len(jobs)) if self.progress is not None else None
+        if self.config.adaptive and self.config.search == "tuner":
+            self.storage()  # its tables are made here, once, before any worker opens it
+        if self.config.executor == "ray":
+            return self._run_on_ray(jobs)
+        results = []
+        for job in jobs:
+            victim, attack_spec, strength, seed, settings = job
+            self.log(f"{victim.scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}"
+                     f"{f' (seed {seed})' if self.config.seeds > 1 else ''}{f' {settings}' if settings else ''}")
+            self._show(running=1)
+            results.append(self.run_job(job))
+            self._count(results[-1])
+        return results
+
+    def _count(self, record: dict[str, Any]) -> None:
+        if "error" in record:
+            self.cells_failed += 1
+            self.log(f"error in {record['scheme']} / {record['attack']}: {record['error']}")
+        else:
+            self.cells_done += 1
+        self._show()
+
+    def _detached(self) -> "Bench":
+        """This bench as a Ray task receives it: no display, no console, no process group."""
+        clone = copy.copy(self)
+        clone.progress, clone.log, clone._bar, clone._storage, clone.distributed = None, _silent, None, None, None
+        clone.trials = {}
+        return clone
+
+    def _ray(self):
+        ray = require("ray", "bench", "--executor ray")
+        if not ray.is_initialized():
+            # A local Ray binds to the machine's network address unless told otherwise: keep it on loopback.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            ray.init(address=self.config.address, include_dashboard=False, log_to_driver=False,
+                     ignore_reinit_error=True)
+        return ray
+
+    def _run_on_ray(self, jobs: list[tuple]) -> list[dict[str, Any]]:
+        ray = self._ray()
+        task = ray.remote(max_retries=3, num_cpus=1)(_remote_job)
+        bench = ray.put(self._detached())
+        pending = {task.remote(bench, job): index for index, job in enumerate(jobs)}
+        results: list[dict[str, Any] | None] = [None] * len(jobs)
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        while pending:
+            self._show(running=min(len(pending), workers))
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                index = pending.pop(ref)
+                try:
+                    results[index] = ray.get(ref)
+                except Exception as error:  # noqa: BLE001 - a task that failed past its retries
+                    victim, attack_spec, strength, seed, settings = jobs[index]
+                    results[index] = {"scheme": victim.scheme, "attack": attack_spec, "strength": strength,
+                                      "seed": seed, "settings": settings,
+                                      "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+                record = results[index]
+                self.trials["complete"] = self.trials.get("complete", 0) + record.get("trials", 0) \
+                    - record.get("pruned", 0)
+                self.trials["pruned"] = self.trials.get("pruned", 0) + record.get("pruned", 0)
+                self._count(record)
+        self.computed += sum(1 for r in results if "error" not in r)
+        return results
+
+    def _train_victims_on_ray(self) -> None:
+        """Every scheme's victim trained as a Ray task of its own (into the cache the bench reads)."""
+        ray = self._ray()
+        task = ray.remote(max_retries=3, num_cpus=1)(_remote_victim)
+        bench = ray.put(self._detached())
+        ray.get([task.remote(bench, scheme) for scheme in self.config.schemes])
+
     def run(self) -> dict[str, Any]:
         config = self.config
         cells, victims = [], {}
         controls = None
+        if config.executor == "ray":
+            self._train_victims_on_ray()
         for scheme in config.schemes:
             victim = self.victim(scheme)
             if get_scheme(scheme).key_null_kind(victim.key) == "estimated":
@@ -336,36 +555,60 @@ class Bench:
             if not baseline.owned:
                 continue  # nothing to remove: its row says "victim not owned", and no cell is spent on it
             for attack_spec in config.attacks:
-                grid = _grid(attack_spec, config) if config.adaptive else [None]
+                grid = _grid(attack_spec, config) if config.adaptive and config.search == "grid" else [None]
                 for strength in _sweep(attack_spec, config.quick):
                     cells.extend((victim, attack_spec, strength, seed, settings)
                                  for seed in range(config.seeds) for settings in grid)
         rank, world_size = (self.distributed.rank, self.distributed.world_size) if self.distributed else (0, 1)
-        records = []
-        mine = cells[rank::world_size]
-        bar = self.progress.add_task("bench cells", total=len(mine)) if self.progress is not None else None
-        for victim, attack_spec, strength, seed, settings in mine:
-            self.log(f"{victim.scheme}: {attack_spec}{'' if strength is None else f' at {strength:g}'}"
-                     f"{f' (seed {seed})' if config.seeds > 1 else ''}{f' {settings}' if settings else ''}")
-            records.append(self.cell(victim, attack_spec, strength, seed, settings))
-            if bar is not None:
-                self.progress.advance(bar)
+        records = self._run_jobs(cells[rank::world_size])
         counts = [self.computed, self.reused]
         if self.distributed is not None:
             counts = self.distributed.sum_counts(counts)
             # Every cell is in the cache now, written by the rank that ran it.
-            records = [read_json(self._cell_path(*cell), "cached result") for cell in cells]
+            records = [self._cached(cell) for cell in cells]
         not_applicable = [r for r in records if "not_applicable" in r]
-        records = [r for r in records if "not_applicable" not in r]
+        errors = [r for r in records if "error" in r]
+        records = [r for r in records if "not_applicable" not in r and "error" not in r]
         tried = records
-        records = strongest(records) if config.adaptive else records
+        records = strongest(records) if config.adaptive and config.search == "grid" else records
         return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,
                 "records": records, "summary": summarise(records),
-                **({"settings_tried": tried} if config.adaptive else {}), "not_applicable": not_applicable,
+                **({"settings_tried": tried} if config.adaptive and config.search == "grid" else {}),
+                "not_applicable": not_applicable, "errors": errors,
                 "cache": {"computed": counts[0], "reused": counts[1]}}
 
 
-DATA_FRACTION = "data_fraction"  # a grid entry the bench itself applies: the thief's share of the data
+def _silent(_message: str) -> None:
+    pass
+
+
+def _remote_job(bench: Bench, job: tuple) -> dict[str, Any]:
+    """A bench cell in a Ray worker: one CPU thread per worker, the user's plugins imported."""
+    import torch
+
+    torch.set_num_threads(1)
+    import_plugins(bench.config.plugins)
+    bench.trials = {}
+    return bench.run_job(job)
+
+
+def _remote_victim(bench: Bench, scheme: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    import_plugins(bench.config.plugins)
+    bench.victim(scheme)
+
+
+def import_plugins(modules) -> None:
+    """Import the modules that register a user's own attacks or schemes (in every worker too)."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise NNMarkError(f"cannot import plugin module ({exc})", field="--plugin", got=module) from None
 
 
 def _grid(attack_spec: str, config: BenchConfig) -> list[dict[str, Any] | None]:
@@ -435,6 +678,8 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "max_p_value": max(r["p_value"] for r in group),
                      "victim_accuracy": group[0]["victim_accuracy"],
                      "settings": shown.get("settings"), "settings_tried": shown.get("settings_tried"),
+                     "search": shown.get("search"), "pruned": shown.get("pruned"),
+                     "grid_best": shown.get("grid_best"),
                      "data_fraction": shown.get("data_fraction"),
                      "threshold_fraction": max(r["threshold"] / r["total"] for r in group)})
     return rows
@@ -460,7 +705,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | No
               distributed: Distributed | None = None) -> dict[str, Any]:
     """Run the benchmark into ``out`` (reusing its cache) and write results.json, results.md and
     plots/. Returns the results (on every rank when ``distributed``; rank 0 writes them)."""
-    from nnmark.reporting.robustness import markdown_table, plot_results
+    from nnmark.reporting.robustness import markdown_table, plot_results, plot_search
 
     main = distributed is None or distributed.is_main
     run_on_main(distributed, lambda: prepare_output(out, force))
@@ -470,7 +715,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | No
         return results
     write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown_table(results))
-    results["plots"] = [str(p) for p in plot_results(results, out / "plots")]
+    results["plots"] = [str(p) for p in [*plot_results(results, out / "plots"), *plot_search(results, out / "plots")]]
     return results
 
 
@@ -478,7 +723,9 @@ def bench_to_directory(out: str | Path, *, schemes: str = "adi,uchida", attacks:
                        data: str = "digits", data_dir: str | Path | None = None, architecture: str = "small-cnn",
                        epochs: int = 20, fraction: float = 0.3, transfer_data: str | None = None, seeds: int = 1,
                        tolerance: float = 0.05, alpha: float = 1e-6, quick: bool = False, adaptive: bool = False,
-                       force: bool = False, progress_for=None, log=None) -> dict[str, Any] | None:
+                       search: str = "tuner", trials: int = 12, storage: str | None = None, executor: str = "local",
+                       address: str | None = None, plugins: tuple[str, ...] = (), force: bool = False,
+                       progress_for=None, log=None) -> dict[str, Any] | None:
     """``nnmark bench``: the schemes (comma-separated names, or "all") against the attacks
     (comma-separated names or chains; default the standard set), under torchrun with the cells dealt
     out among the ranks. Returns the results on the main rank, None on the others.
@@ -487,7 +734,8 @@ def bench_to_directory(out: str | Path, *, schemes: str = "adi,uchida", attacks:
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else standard_attacks()
     config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=architecture, attacker_fraction=fraction,
                          seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha, adaptive=adaptive,
-                         victim=preset("small-data", epochs=epochs), transfer_data=transfer_data)
+                         victim=preset("small-data", epochs=epochs), transfer_data=transfer_data, search=search,
+                         trials=trials, storage=storage, executor=executor, address=address, plugins=tuple(plugins))
     group = join_from_environment()
     try:
         main = group is None or group.is_main

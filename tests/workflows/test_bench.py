@@ -130,7 +130,7 @@ def test_an_attack_that_leaves_nan_weights_is_a_destroyed_model_not_a_crash(tmp_
 def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
     from nnmark.attacks import get_attack
 
-    config = BenchConfig(["adi"], ["ftal:1"], adaptive=True, victim=VICTIM)
+    config = BenchConfig(["adi"], ["ftal:1"], adaptive=True, search="grid", victim=VICTIM)
     results = run_bench(config, tmp_path / "b")
     grid = get_attack("ftal").search
     size = len(grid["lr"]) * len(grid["label_smoothing"]) * 2  # each at the thief's full share and at 10%
@@ -146,6 +146,19 @@ def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
     assert samples == {0.3: round(0.3 * 1437), 0.1: round(0.1 * 1437)}  # the share that ran, not only its label
     text = (tmp_path / "b" / "results.md").read_text()
     assert "best of" in text and "thief data ∈ {30%, 10%}" in text
+
+    # the tuner in the same directory: its best setting is shown beside the grid's
+    pytest.importorskip("optuna", reason="the tuner is the bench extra (pip install nnmark[bench])")
+    tuned = run_bench(BenchConfig(["adi"], ["ftal:1"], adaptive=True, trials=3, victim=VICTIM), tmp_path / "b")
+    [cell] = tuned["records"]
+    assert cell["search"] == "tuner" and cell["trials"] == 3 and set(cell["tuned"]) == {"lr", "label_smoothing",
+                                                                                           "data_fraction"}
+    assert 0.1 <= cell["data_fraction"] <= 0.3 and 0.0005 <= cell["settings"][0]["lr"] <= 0.2
+    assert cell["grid_best"]["settings_tried"] == size and cell["grid_best"]["evidence"] == best["evidence"]
+    text = (tmp_path / "b" / "results.md").read_text()
+    assert "## The tuner's best beside the grid's" in text and "(3 trials)" in text and f"({size} settings)" in text
+    assert "lr log-uniform [0.0005, 0.2]" in text
+    assert (tmp_path / "b" / "plots" / "search-adi.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
