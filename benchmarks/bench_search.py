@@ -24,14 +24,9 @@ from pathlib import Path
 
 from _papers import machine
 
-from nnmark.attacks import get_attack
+from nnmark.reporting.robustness import stronger_search
 from nnmark.training.presets import preset
 from nnmark.workflows.bench import BenchConfig, _grid, run_bench
-
-
-def stronger(tuner: dict, grid: dict) -> str:
-    a, b = (not tuner["removed"], tuner["evidence"]), (not grid["removed"], grid["evidence"])
-    return "tuner" if a < b else "grid" if b < a else "same"
 
 
 def main() -> None:
@@ -69,10 +64,10 @@ def main() -> None:
                 continue
             rows.append({"scheme": record["scheme"], "attack": attack, "strength": record["strength"],
                          "seed": record["seed"], "grid_settings": grid_size, "trials": record["trials"],
-                         "pruned": record["pruned"], "tuner": {k: record[k] for k in ("evidence", "test_accuracy",
-                                                                                      "removed")},
-                         "grid": {k: grid[k] for k in ("evidence", "test_accuracy", "removed")},
-                         "stronger": stronger(record, grid), "tuned": record["tuned"]})
+                         "pruned": record["pruned"],
+                         "tuner": {k: record[k] for k in ("evidence", "test_accuracy", "removed", "keeps_accuracy")},
+                         "grid": {k: grid[k] for k in ("evidence", "test_accuracy", "removed", "keeps_accuracy")},
+                         "stronger": stronger_search(record, grid), "tuned": record["tuned"]})
 
     print(f"\n{machine()}; victims trained in {victims_seconds:.0f} s (not counted)")
     print(f"grid: {seconds['grid']:.0f} s; tuner: {seconds['tuner']:.0f} s "

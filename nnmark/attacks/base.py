@@ -69,6 +69,10 @@ class Attack(ABC):
     # Whether it trains on (or fits to) the thief's share of the training data: the adaptive
     # attacker then also tries smaller shares.
     uses_training_data: ClassVar[bool] = True
+    # Whether the mark's evidence after an epoch says where a run is going, so that a tuner may stop a
+    # run whose mark is not moving. An attack whose first phase is meant to wreck the model and a
+    # second to repair it is judged only at its end.
+    prunable: ClassVar[bool] = True
     # Whether the thief needs nothing but the model's answers to queries (extraction): the only
     # attacks that apply to a mark carried by the API rather than the model (DAWN).
     extraction: ClassVar[bool] = False

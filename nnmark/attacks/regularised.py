@@ -27,6 +27,7 @@ class RegularisedFineTune(Attack):
     strengths = (2, 5, 10)
     quick_strengths = (2, 5)
     chain_strength = 5
+    prunable = False  # its harsh phase is meant to cost accuracy, which the recovery phase restores
     settings = {"lr": 0.05, "weight_decay": 0.01}
     search = {"lr": (0.01, 0.05, 0.1), "weight_decay": (0.005, 0.02)}
     space = {"lr": LogUniform(0.005, 0.2), "weight_decay": LogUniform(0.001, 0.05)}
@@ -70,6 +71,7 @@ class FeatureRegularisedFineTune(Attack):
     strengths = (2, 5, 10)
     quick_strengths = (2, 5)
     chain_strength = 5
+    prunable = False  # as regularised: judged after its recovery phase only
     settings = {"lr": 0.05, "penalty": 0.01}
     search = {"lr": (0.01, 0.05), "penalty": (0.001, 0.01, 0.1)}
 

@@ -81,33 +81,47 @@ def removal_matrix(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def thief_rank(record: dict[str, Any]) -> tuple[int, float]:
+    """Orders two searches' best records for the thief (smaller is stronger): a removal (the more
+    accurate the better), then accuracy kept with less evidence, then a model wrecked with the mark."""
+    if record.get("removed"):
+        return 0, -record["test_accuracy"]
+    if record.get("keeps_accuracy"):
+        return 1, record["evidence"]
+    return 2, 0.0
+
+
+def stronger_search(tuner: dict[str, Any], grid: dict[str, Any]) -> str:
+    """Which search's best record is the stronger thief: "tuner", "grid" or "same"."""
+    a, b = thief_rank(tuner), thief_rank(grid)
+    if a[0] == b[0] and abs(a[1] - b[1]) < 1e-9:
+        return "same"
+    return "tuner" if a < b else "grid"
+
+
 def search_comparison(results: dict[str, Any]) -> list[str]:
     """Per scheme, attack and strength: the tuner's best setting beside the grid's, where the bench
     directory also holds a whole grid run of the cell (``nnmark bench --adaptive --search grid``)."""
     lines = ["## The tuner's best beside the grid's", ""]
-    rows = [r for r in results["summary"] if r.get("search") == "tuner"]
-    compared = [r for r in rows if r.get("grid_best")]
+    compared = [r for r in results["records"] if r.get("search") == "tuner" and r.get("grid_best")]
     if not compared:
         return lines + ["No cell has a grid run in this bench directory to compare with: run the same bench with "
                         "`--search grid` into it, then this one again (its cells are cached).", ""]
     fraction = results["config"]["attacker_fraction"]
-    lines += ["Evidence is the share of the key the attacked model still answers (lower is better for the thief); "
-              "a cell's row is its first seed where seeds > 1.", "",
-              "| scheme | attack | strength | tuner: evidence %, acc % | tuner's setting | grid: evidence %, acc % "
-              "| grid's setting | stronger |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["Per cell and seed. Evidence is the share of the key the attacked model still answers; the stronger "
+              "thief is the one that removed the mark (the more accurate), else kept accuracy with less evidence.",
+              "", "| scheme | attack | strength | seed | tuner: evidence %, acc % | tuner's setting "
+              "| grid: evidence %, acc % | grid's setting | stronger |", "|---|---|---|---|---|---|---|---|---|"]
     for row in compared:
         grid = row["grid_best"]
-        strength = "chain" if row["strength"] is None else f"{row['strength']:g}"
         tuner_setting = settings_text(row, fraction, searched_only=True) or "—"
         grid_setting = settings_text(grid | {"attack": row["attack"]}, fraction, searched_only=True) or "—"
-        tuner_score = (not row["removed_rate"], row["evidence"])
-        grid_score = (not grid.get("removed"), grid["evidence"])
-        stronger = "tuner" if tuner_score < grid_score else "grid" if grid_score < tuner_score else "same"
         mark = lambda removed: " **removed**" if removed else ""  # noqa: E731
-        lines.append(f"| {row['scheme']} | {row['attack']} | {strength} | {_pct(row['evidence'])}, "
-                     f"{_pct(row['test_accuracy'])}{mark(row['removed_rate'] > 0)} | {tuner_setting} "
-                     f"({row['settings_tried']} trials) | {_pct(grid['evidence'])}, {_pct(grid['test_accuracy'])}"
-                     f"{mark(grid.get('removed'))} | {grid_setting} ({grid['settings_tried']} settings) | {stronger} |")
+        lines.append(f"| {row['scheme']} | {row['attack']} | {_strength(row)} | {row['seed']} | "
+                     f"{_pct(row['evidence'])}, {_pct(row['test_accuracy'])}{mark(row['removed'])} | {tuner_setting} "
+                     f"({row['trials']} trials, {row['pruned']} pruned) | {_pct(grid['evidence'])}, "
+                     f"{_pct(grid['test_accuracy'])}{mark(grid.get('removed'))} | {grid_setting} "
+                     f"({grid['settings_tried']} settings) | {stronger_search(row, grid)} |")
     return lines + [""]
 
 
@@ -235,7 +249,7 @@ def plot_results(results: dict[str, Any], directory: str | Path) -> list[Path]:
 
 
 def plot_search(results: dict[str, Any], directory: str | Path) -> list[Path]:
-    """One PNG per scheme whose tuned cells have a grid run beside them: per attack cell, the
+    """One PNG per scheme whose tuned cells have a grid run beside them: per attack cell (first seed), the
     evidence and accuracy after the tuner's best setting and after the grid's (bars: evidence;
     dots: accuracy; a hatched bar: that search removed the mark)."""
     matplotlib = require("matplotlib", "plots", "the bench's plots")
@@ -247,13 +261,13 @@ def plot_search(results: dict[str, Any], directory: str | Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for scheme in results["victims"]:
-        rows = [r for r in results["summary"] if r["scheme"] == scheme and r.get("grid_best")]
+        rows = [r for r in results["records"] if r["scheme"] == scheme and r.get("grid_best") and r["seed"] == 0]
         if not rows:
             continue
-        labels = [r["attack"] + ("" if r["strength"] is None else f" @{r['strength']:g}") for r in rows]
+        labels = [f"{r['attack']} @{_strength(r)}" if r["strength"] is not None else r["attack"] for r in rows]
         figure, axis = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5), 3.4))
         width = 0.38
-        for offset, name, color, pick in ((-width / 2, "tuner", "tab:purple", lambda r: (r, r["removed_rate"] > 0)),
+        for offset, name, color, pick in ((-width / 2, "tuner", "tab:purple", lambda r: (r, r["removed"])),
                                           (width / 2, "grid", "tab:gray",
                                            lambda r: (r["grid_best"], bool(r["grid_best"].get("removed"))))):
             points = [pick(r) for r in rows]
@@ -264,7 +278,7 @@ def plot_search(results: dict[str, Any], directory: str | Path) -> list[Path]:
                     bar.set_hatch("//")
             axis.scatter(x, [p["test_accuracy"] for p, _ in points], color=color, edgecolors="black", zorder=5,
                          marker="o", s=30, label=f"{name}: accuracy")
-        threshold = max(r["threshold_fraction"] for r in rows)
+        threshold = max(r["threshold"] / r["total"] for r in rows)
         axis.axhline(threshold, linestyle="--", color="tab:red", linewidth=1, label="ownership threshold")
         axis.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
         axis.set_ylim(0, 1.05)

@@ -73,6 +73,16 @@ def judge_model(model, key: WatermarkKey, data: Dataset, *, null: ControlNull | 
                      verdict.evidence.facts() if verdict.evidence is not None else {})
 
 
+def mark_evidence(model, key: WatermarkKey, *, null: ControlNull | None = None, alpha: float = 1e-6) -> float:
+    """The share of key items the model agrees with, and nothing else (no test accuracy): what a
+    tuner watches after each epoch of an attack. A model broken to NaN, or without the mark's
+    carrier, has none."""
+    try:
+        return float(verify_model(model, key, alpha=alpha, null=null).agreement)
+    except (NonFiniteOutput, MarkNotFound):
+        return 0.0
+
+
 @dataclass
 class AttackOutcome:
     attacked: Any  # the attacked model (the victim is untouched)

@@ -41,7 +41,7 @@ from nnmark.schemes.key import load_key, save_key
 from nnmark.training.distributed import Distributed, join_from_environment, leave, run_on_main
 from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
-from nnmark.workflows.attack import Judgement, attack_and_judge, judge_model
+from nnmark.workflows.attack import Judgement, attack_and_judge, mark_evidence
 from nnmark.workflows.tuner import DATA_FRACTION, open_storage, thief_objective, tune_cell
 from nnmark.workflows.controls import train_control
 from nnmark.workflows.embed import mark_trained, marks_a_trained_model
@@ -315,11 +315,14 @@ class Bench:
         fraction = settings.pop(DATA_FRACTION, config.attacker_fraction)
         attacker_data = self.data.subset(fraction, seed=seed)
         watch = None
-        if report is not None and not get_scheme(victim.scheme).marks_the_api:
+        steps = parse_chain(attack_spec)
+        if report is not None and not get_scheme(victim.scheme).marks_the_api \
+                and all(get_attack(step.attack).prunable for step in steps):
+            epochs_done = [0]  # counted here: an attack of two phases numbers each phase's epochs from 1
+
             def watch(epoch_record, model):
-                judged = judge_model(model, victim.key, self.data, null=victim.null, alpha=config.alpha)
-                report(epoch_record.epoch, {"test_accuracy": judged.test_accuracy, "evidence": judged.evidence,
-                                            "owned": judged.owned})
+                epochs_done[0] += 1
+                report(epochs_done[0], mark_evidence(model, victim.key, null=victim.null, alpha=config.alpha))
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
                                 victim_key=victim.key, progress=self.progress, settings=settings,
                                 transfer=self.transfer, on_epoch_end=watch)
@@ -403,7 +406,8 @@ class Bench:
         if not found:
             return None
         best = strongest(found)[0]
-        return {k: best[k] for k in ("evidence", "test_accuracy", "removed", "owned", "settings", "data_fraction")
+        return {k: best[k] for k in ("evidence", "test_accuracy", "removed", "owned", "keeps_accuracy", "settings",
+                                     "data_fraction")
                 if k in best} | {"settings_tried": len(found)}
 
     def _beside_grid(self, job: tuple, record: dict[str, Any]) -> dict[str, Any]:
@@ -520,6 +524,11 @@ class Bench:
                                       "seed": seed, "settings": settings,
                                       "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
                 record = results[index]
+                path = self._job_path(jobs[index])
+                if "error" not in record and not path.is_file():
+                    # a worker on another machine cached it there: keep it here too, so a re-run reuses it
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_json(path, {k: v for k, v in record.items() if k != "grid_best"})
                 self.trials["complete"] = self.trials.get("complete", 0) + record.get("trials", 0) \
                     - record.get("pruned", 0)
                 self.trials["pruned"] = self.trials.get("pruned", 0) + record.get("pruned", 0)

@@ -10,6 +10,10 @@ number (lower is better for the thief)::
     evidence                 accuracy kept, mark not removed
     1 + accuracy lost        accuracy not kept (the model was destroyed, not the mark)
 
+After each epoch a trial reports only the mark's evidence (the share of the key the model still
+answers), and the pruner stops those whose mark is not moving beside the others'; the objective
+above decides when a trial ends.
+
 Trials live in Optuna's storage: an SQLite file in the bench directory by default, any
 SQLAlchemy URL (PostgreSQL) when many machines share the studies. A bench killed at any point and
 started again resumes: finished trials are read back, never re-run; the trial the kill
@@ -19,6 +23,7 @@ trials finished before it, so a resumed search asks exactly what an uninterrupte
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +69,10 @@ def tune_cell(name: str, storage, space: dict[str, Any], fractions: tuple[float,
               ) -> dict[str, Any]:
     """Search one cell: ``trials`` trials in all (those already in ``storage`` under ``name`` count),
     each running ``run_trial(settings, report)`` and scored by ``score(record)``. ``report(epoch,
-    judgement)`` lets an attack that trains be pruned after an epoch. ``fractions``: the range of the
+    evidence)`` lets an attack that trains be pruned after an epoch: its trial stops when the share
+    of the key it still answers is high beside other trials' at that epoch (accuracy is not asked
+    there: a high rate costs accuracy early and wins it back, and such runs are often the thief's
+    strongest). ``fractions``: the range of the
     thief's data share to search (None: the attack uses no training data). Returns the best trial's
     record with what the search did (trials, pruned, whether any setting removed the mark)."""
     optuna = require("optuna", "bench", "the adaptive bench's tuner")
@@ -96,10 +104,13 @@ def tune_cell(name: str, storage, space: dict[str, Any], fractions: tuple[float,
             settings[DATA_FRACTION] = trial.suggest_float(DATA_FRACTION, *fractions) if fractions[0] < fractions[1] \
                 else trial.suggest_float(DATA_FRACTION, fractions[0], fractions[0])
 
-        def report(epoch: int, judgement: dict[str, Any], trial=trial) -> None:
+        def report(epoch: int, evidence: float, trial=trial) -> None:
             if epoch >= max_epochs:
                 return  # the trial is done: its final record decides, never a pruning
-            trial.report(score(judgement), epoch)
+            with warnings.catch_warnings():
+                # a resumed trial reports its epochs again: Optuna keeps the first report, the same value
+                warnings.filterwarnings("ignore", message=".*is already reported")
+                trial.report(evidence, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 

@@ -156,7 +156,7 @@ def test_adaptive_bench_tries_the_grid_and_reports_the_strongest(tmp_path):
     assert 0.1 <= cell["data_fraction"] <= 0.3 and 0.0005 <= cell["settings"][0]["lr"] <= 0.2
     assert cell["grid_best"]["settings_tried"] == size and cell["grid_best"]["evidence"] == best["evidence"]
     text = (tmp_path / "b" / "results.md").read_text()
-    assert "## The tuner's best beside the grid's" in text and "(3 trials)" in text and f"({size} settings)" in text
+    assert "## The tuner's best beside the grid's" in text and "(3 trials, " in text and f"({size} settings)" in text
     assert "lr log-uniform [0.0005, 0.2]" in text
     assert (tmp_path / "b" / "plots" / "search-adi.png").stat().st_size > 10_000
 
