@@ -11,7 +11,7 @@ from nnmark.data import load_dataset
 from nnmark.training import TrainConfig
 
 # Tests run on CI's two cores; more threads than cores only adds contention. NNMARK_TEST_THREADS
-# sets it where two test runs share the cores (.ci/run runs its two passes side by side).
+# sets it where two test runs share the cores.
 torch.set_num_threads(int(os.environ.get("NNMARK_TEST_THREADS", 0)) or min(2, os.cpu_count() or 1))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -19,12 +19,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Test files whose assertions rest on what training (or floating-point arithmetic) produced: CI
 # runs them a second time with the kernels of a CPU without AVX-512 (.ci/run), since PyTorch picks
 # its kernels by instruction set and a claim that holds on one CPU's rounding alone is not a claim.
+# The set is those whose outcome failed or came near its bound under AVX2 kernels, and those that
+# state a rate; the whole suite (before the bench tuner's tests were added) passed under AVX2 and under `default`
+# kernels by hand on 2026-12-04,
+# and running it twice on every landing would not fit CI's time.
 TRAINS = {
-    "attacks/test_attacks.py", "encdec/test_end_to_end.py", "schemes/test_dark_knowledge.py",
-    "schemes/test_dawn.py", "schemes/test_embedding_end_to_end.py", "schemes/test_ewe.py",
-    "schemes/test_fingerprint.py", "schemes/test_frontier.py", "serving/test_stacked_api.py",
-    "test_end_to_end.py", "training/test_trainer.py", "verification/test_calibration.py",
-    "verification/test_independent_models.py", "workflows/test_demo.py",
+    "attacks/test_attacks.py", "schemes/test_dark_knowledge.py", "schemes/test_dawn.py",
+    "schemes/test_embedding_end_to_end.py", "serving/test_stacked_api.py", "test_end_to_end.py",
+    "training/test_trainer.py",
 }
 
 
