@@ -199,14 +199,25 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pyplot():
+    matplotlib = require("matplotlib", "plots", "the bench's plots")
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def plot_results(results: dict[str, Any], directory: str | Path) -> list[Path]:
     """One PNG per scheme: a panel per single-step attack with evidence (fraction of matches) and
     test accuracy against strength; the dashed line is the ownership threshold at each point."""
-    matplotlib = require("matplotlib", "plots", "the bench's plots")
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -240,11 +251,7 @@ def plot_results(results: dict[str, Any], directory: str | Path) -> list[Path]:
         axes.flat[0].legend(fontsize=7, loc="lower left")
         figure.suptitle(f"{scheme}: evidence and accuracy after each attack\n"
                         f"victim {100 * victim['test_accuracy']:.1f}%; red ring = removed", fontsize=10)
-        figure.tight_layout()
-        path = directory / f"{scheme}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(plt, figure, directory / f"{scheme}.png"))
     return written
 
 
@@ -252,11 +259,7 @@ def plot_search(results: dict[str, Any], directory: str | Path) -> list[Path]:
     """One PNG per scheme whose tuned cells have a grid run beside them: per attack cell (first seed), the
     evidence and accuracy after the tuner's best setting and after the grid's (bars: evidence;
     dots: accuracy; a hatched bar: that search removed the mark)."""
-    matplotlib = require("matplotlib", "plots", "the bench's plots")
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -284,9 +287,5 @@ def plot_search(results: dict[str, Any], directory: str | Path) -> list[Path]:
         axis.set_ylim(0, 1.05)
         axis.legend(fontsize=6, loc="upper right", ncol=2)
         axis.set_title(f"{scheme}: the tuner's best setting beside the grid's (hatched: removed)", fontsize=9)
-        figure.tight_layout()
-        path = directory / f"search-{scheme}.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(plt, figure, directory / f"search-{scheme}.png"))
     return written

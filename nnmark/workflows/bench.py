@@ -86,6 +86,16 @@ class BenchConfig:
     address: str | None = None
     plugins: tuple[str, ...] = ()
 
+    @property
+    def tunes(self) -> bool:
+        """Each cell is one tuner search (its record the best trial's)."""
+        return self.adaptive and self.search == "tuner"
+
+    @property
+    def walks_grid(self) -> bool:
+        """Each cell is every setting of its attack's grid (the strongest reported)."""
+        return self.adaptive and self.search == "grid"
+
     def __post_init__(self) -> None:
         if not 0 < self.attacker_fraction <= 1:
             raise NNMarkError("must be in (0, 1]", field="attacker_fraction", got=self.attacker_fraction)
@@ -168,7 +178,6 @@ class Bench:
         self.trials: dict[str, int] = {}
         self._bar = None
         self._storage = None
-        import_plugins(config.plugins)
 
     # Cached artefacts -------------------------------------------------------------------
 
@@ -318,11 +327,10 @@ class Bench:
         steps = parse_chain(attack_spec)
         if report is not None and not get_scheme(victim.scheme).marks_the_api \
                 and all(get_attack(step.attack).prunable for step in steps):
-            epochs_done = [0]  # counted here: an attack of two phases numbers each phase's epochs from 1
+            epochs_done = itertools.count(1)  # counted here: an attack of two phases numbers each phase's from 1
 
             def watch(epoch_record, model):
-                epochs_done[0] += 1
-                report(epochs_done[0], mark_evidence(model, victim.key, null=victim.null, alpha=config.alpha))
+                report(next(epochs_done), mark_evidence(model, victim.key, null=victim.null, alpha=config.alpha))
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
                                 victim_key=victim.key, progress=self.progress, settings=settings,
                                 transfer=self.transfer, on_epoch_end=watch)
@@ -360,7 +368,7 @@ class Bench:
         """One cell searched by the tuner (nnmark.workflows.tuner), cached once its search is done;
         until then its trials are in the tuner's storage, and a re-run carries on from them."""
         config = self.config
-        path = self._cell_path(victim, attack_spec, strength, seed, {"search": "tuner", "trials": config.trials})
+        path = self._job_path((victim, attack_spec, strength, seed, None))
         if path.is_file():
             self.reused += 1
             return read_json(path, "cached result")
@@ -413,7 +421,7 @@ class Bench:
     def _beside_grid(self, job: tuple, record: dict[str, Any]) -> dict[str, Any]:
         """A tuned cell's record with the grid's best beside it where the cache holds a whole grid
         run of the cell (read at each run, not cached with the cell: a grid run made later shows too)."""
-        if not (self.config.adaptive and self.config.search == "tuner") or "error" in record \
+        if not self.config.tunes or "error" in record \
                 or "not_applicable" in record:
             return record
         victim, attack_spec, strength, seed, _ = job
@@ -422,7 +430,7 @@ class Bench:
 
     def _job_path(self, job: tuple) -> Path:
         victim, attack_spec, strength, seed, settings = job
-        if self.config.adaptive and self.config.search == "tuner":
+        if self.config.tunes:
             settings = {"search": "tuner", "trials": self.config.trials}
         return self._cell_path(victim, attack_spec, strength, seed, settings)
 
@@ -431,9 +439,7 @@ class Bench:
         path = self._job_path(job)
         if path.is_file():
             return self._beside_grid(job, read_json(path, "cached result"))
-        victim, attack_spec, strength, seed, settings = job
-        return {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-                "settings": settings, "error": "failed on another process (its log says why)"}
+        return _error_row(job, "failed on another process (its log says why)")
 
     def storage(self):
         if self._storage is None:
@@ -457,16 +463,15 @@ class Bench:
         """One cell (tuned, one grid setting, or the plain cell); an error is a row, not the end."""
         victim, attack_spec, strength, seed, settings = job
         try:
-            if self.config.adaptive and self.config.search == "tuner":
+            if self.config.tunes:
                 return self._beside_grid(job, self.tuned_cell(victim, attack_spec, strength, seed))
             return self.cell(victim, attack_spec, strength, seed, settings)
         except Exception as error:  # noqa: BLE001 - the bench records it and goes on
-            return {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
-                    "settings": settings, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+            return _error_row(job, error)
 
     def _run_jobs(self, jobs: list[tuple]) -> list[dict[str, Any]]:
         self._bar = self.progress.add_task("bench", total=len(jobs)) if self.progress is not None else None
-        if self.config.adaptive and self.config.search == "tuner":
+        if self.config.tunes:
             self.storage()  # its tables are made here, once, before any worker opens it
         if self.config.executor == "ray":
             return self._run_on_ray(jobs)
@@ -519,10 +524,7 @@ class Bench:
                 try:
                     results[index] = ray.get(ref)
                 except Exception as error:  # noqa: BLE001 - a task that failed past its retries
-                    victim, attack_spec, strength, seed, settings = jobs[index]
-                    results[index] = {"scheme": victim.scheme, "attack": attack_spec, "strength": strength,
-                                      "seed": seed, "settings": settings,
-                                      "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+                    results[index] = _error_row(jobs[index], error)
                 record = results[index]
                 path = self._job_path(jobs[index])
                 if "error" not in record and not path.is_file():
@@ -564,7 +566,7 @@ class Bench:
             if not baseline.owned:
                 continue  # nothing to remove: its row says "victim not owned", and no cell is spent on it
             for attack_spec in config.attacks:
-                grid = _grid(attack_spec, config) if config.adaptive and config.search == "grid" else [None]
+                grid = _grid(attack_spec, config) if config.walks_grid else [None]
                 for strength in _sweep(attack_spec, config.quick):
                     cells.extend((victim, attack_spec, strength, seed, settings)
                                  for seed in range(config.seeds) for settings in grid)
@@ -579,10 +581,10 @@ class Bench:
         errors = [r for r in records if "error" in r]
         records = [r for r in records if "not_applicable" not in r and "error" not in r]
         tried = records
-        records = strongest(records) if config.adaptive and config.search == "grid" else records
+        records = strongest(records) if config.walks_grid else records
         return {"nnmark_version": __version__, "config": asdict(config), "victims": victims,
                 "records": records, "summary": summarise(records),
-                **({"settings_tried": tried} if config.adaptive and config.search == "grid" else {}),
+                **({"settings_tried": tried} if config.walks_grid else {}),
                 "not_applicable": not_applicable, "errors": errors,
                 "cache": {"computed": counts[0], "reused": counts[1]}}
 
@@ -591,22 +593,30 @@ def _silent(_message: str) -> None:
     pass
 
 
-def _remote_job(bench: Bench, job: tuple) -> dict[str, Any]:
-    """A bench cell in a Ray worker: one CPU thread per worker, the user's plugins imported."""
+def _error_row(job: tuple, error: Exception | str) -> dict[str, Any]:
+    """A job that failed, as the row results.md lists: what it was and the first line of why."""
+    victim, attack_spec, strength, seed, settings = job
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+    return {"scheme": victim.scheme, "attack": attack_spec, "strength": strength, "seed": seed,
+            "settings": settings, "error": text}
+
+
+def _in_worker(bench: Bench) -> Bench:
+    """A Ray worker's setup: one CPU thread per worker (Ray gives each task one CPU), the user's plugins
+    imported (the config was unpickled here, so its own import of them did not run)."""
     import torch
 
     torch.set_num_threads(1)
     import_plugins(bench.config.plugins)
-    bench.trials = {}
-    return bench.run_job(job)
+    return bench
+
+
+def _remote_job(bench: Bench, job: tuple) -> dict[str, Any]:
+    return _in_worker(bench).run_job(job)
 
 
 def _remote_victim(bench: Bench, scheme: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    import_plugins(bench.config.plugins)
-    bench.victim(scheme)
+    _in_worker(bench).victim(scheme)
 
 
 def import_plugins(modules) -> None:

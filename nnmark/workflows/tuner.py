@@ -25,19 +25,12 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from nnmark.errors import NNMarkError
 from nnmark.extras import require
 
 DATA_FRACTION = "data_fraction"  # a setting the bench itself applies: the thief's share of the data
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    record: dict[str, Any]  # the cell record the trial's attack produced (the bench's fields)
-    value: float
 
 
 def thief_objective(judgement: dict[str, Any], victim_accuracy: float, tolerance: float) -> float:
@@ -101,8 +94,7 @@ def tune_cell(name: str, storage, space: dict[str, Any], fractions: tuple[float,
         trial = optuna.trial.Trial(study, resumable.pop()._trial_id) if resumable else study.ask()
         settings = {name: dimension.suggest(trial, name) for name, dimension in space.items()}
         if fractions is not None:
-            settings[DATA_FRACTION] = trial.suggest_float(DATA_FRACTION, *fractions) if fractions[0] < fractions[1] \
-                else trial.suggest_float(DATA_FRACTION, fractions[0], fractions[0])
+            settings[DATA_FRACTION] = trial.suggest_float(DATA_FRACTION, *fractions)  # low == high: that share
 
         def report(epoch: int, evidence: float, trial=trial) -> None:
             if epoch >= max_epochs:
