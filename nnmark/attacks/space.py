@@ -1,5 +1,6 @@
 """What a thief may try: an attack's hyperparameters as a search space (ranges and choices), which
-the adaptive bench's tuner samples, beside the grid (``Attack.search``) it used to walk.
+the adaptive bench's tuner samples, beside the grid (``Attack.search``) it used to walk; and what
+the thief wants, as one score both searches rank attacked models by.
 
 A learning rate or a weight is searched on a log scale, as people search them; a share or a count
 on a linear one; a setting with a few named values is a choice. An attack declares its space in
@@ -29,6 +30,10 @@ class LogUniform:
     def describe(self) -> str:
         return f"log-uniform [{self.low:g}, {self.high:g}]"
 
+    def encode(self, value: Any) -> float | None:
+        """The parameter a trial fixed to ``value`` records (None: outside this range)."""
+        return _in_range(value, self.low, self.high)
+
 
 @dataclass(frozen=True)
 class Uniform:
@@ -45,6 +50,9 @@ class Uniform:
     def describe(self) -> str:
         return f"uniform [{self.low:g}, {self.high:g}]"
 
+    def encode(self, value: Any) -> float | None:
+        return _in_range(value, self.low, self.high)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -57,6 +65,15 @@ class Choice:
 
     def describe(self) -> str:
         return "one of " + ", ".join(map(str, self.values))
+
+    def encode(self, value: Any) -> int | None:
+        return next((i for i, v in enumerate(self.values) if v == value and type(v) is type(value)), None)
+
+
+def _in_range(value: Any, low: float, high: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        return None
+    return float(value)
 
 
 Dimension = LogUniform | Uniform | Choice
@@ -77,3 +94,27 @@ def from_grid(search: dict[str, tuple]) -> dict[str, Dimension]:
         else:
             space[name] = Choice(tuple(values))
     return space
+
+
+def thief_score(removed: bool, keeps_accuracy: bool, evidence: float, accuracy: float) -> float:
+    """The thief's score of an attacked model (lower is stronger): see ``nnmark.workflows.tuner``. The one
+    ordering the tuner optimises, the grid's strongest setting is picked by and two searches are
+    compared with."""
+    if removed:
+        return evidence - 3.0
+    if keeps_accuracy:
+        return evidence - 2.0
+    return -accuracy  # the model was destroyed, not the mark: the less accuracy lost, the less bad
+
+
+def thief_objective(judgement: dict[str, Any], victim_accuracy: float, tolerance: float) -> float:
+    """:func:`thief_score` of a judged attacked model, against the victim's accuracy and the tolerance."""
+    accuracy, evidence = judgement["test_accuracy"], judgement["evidence"]
+    keeps = accuracy >= victim_accuracy - tolerance
+    return thief_score(keeps and not judgement["owned"], keeps, evidence, accuracy)
+
+
+def record_score(record: dict[str, Any]) -> float:
+    """:func:`thief_score` of a bench record (which carries whether it removed the mark and kept accuracy)."""
+    return thief_score(bool(record.get("removed")), bool(record.get("keeps_accuracy")), record["evidence"],
+                       record["test_accuracy"])

@@ -29,6 +29,7 @@ from scipy import stats
 
 from nnmark.version import __version__
 from nnmark.api import generate_key, measure_null, train_model, verify_model
+from nnmark.attacks.space import Choice, record_score
 from nnmark.attacks.base import THIEF_SAMPLE, AttackContext, get_attack, parse_chain, resolve_strengths, standard_attacks
 from nnmark.data.base import Dataset, load_dataset
 from nnmark.data.streaming import as_tensors, train_size
@@ -42,7 +43,7 @@ from nnmark.training.distributed import Distributed, join_from_environment, leav
 from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
 from nnmark.workflows.attack import Judgement, attack_and_judge, mark_evidence
-from nnmark.workflows.tuner import DATA_FRACTION, open_storage, thief_objective, tune_cell
+from nnmark.workflows.tuner import DATA_FRACTION, TUNER_REVISION, open_storage, thief_objective, tune_cell
 from nnmark.workflows.controls import train_control
 from nnmark.workflows.embed import mark_trained, marks_a_trained_model
 
@@ -376,8 +377,9 @@ class Bench:
         attack = get_attack(steps[0].attack)
         single = len(steps) == 1
         space = attack.search_space(config.transfer_data is not None) if single else {}
-        fractions = (min(config.search_fractions), config.attacker_fraction) \
-            if single and attack.uses_training_data else None
+        if single and attack.uses_training_data:
+            # the grid's shares as a choice: a share in between has never been the thief's best
+            space[DATA_FRACTION] = Choice(tuple(dict.fromkeys((config.attacker_fraction, *config.search_fractions))))
         probe = AttackContext(self.data, self.spec, train=config.attack_train)
         epochs = sum(step.epochs(value, probe) for step, value in resolve_strengths(steps, strength))
 
@@ -391,10 +393,11 @@ class Bench:
             return record
 
         try:
-            record = tune_cell(path.stem, self.storage(), space, fractions, config.trials, int(path.stem[:8], 16),
+            record = tune_cell(path.stem, self.storage(), space, config.trials, int(path.stem[:8], 16),
                                epochs, run_trial,
                                lambda judged: thief_objective(judged, victim.accuracy, config.tolerance),
-                               on_trial=self._trial_done)
+                               on_trial=self._trial_done,
+                               opening=_opening(attack, probe, config) if single else [])
         except NotApplicable as refused:
             record = refused.args[0]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -431,7 +434,7 @@ class Bench:
     def _job_path(self, job: tuple) -> Path:
         victim, attack_spec, strength, seed, settings = job
         if self.config.tunes:
-            settings = {"search": "tuner", "trials": self.config.trials}
+            settings = {"search": "tuner", "trials": self.config.trials, "tuner": TUNER_REVISION}
         return self._cell_path(victim, attack_spec, strength, seed, settings)
 
     def _cached(self, job: tuple) -> dict[str, Any]:
@@ -646,21 +649,29 @@ def _grid(attack_spec: str, config: BenchConfig) -> list[dict[str, Any] | None]:
     return grid + [{**(settings or {}), DATA_FRACTION: f} for f in smaller for settings in grid]
 
 
+def _opening(attack, context: AttackContext, config: BenchConfig) -> list[dict[str, Any]]:
+    """A tuned cell's first two trials: the attack's defaults, then its grid's boldest setting (each
+    number at the grid's highest), both at the thief's whole share of the data."""
+    whole = {DATA_FRACTION: config.attacker_fraction}
+    grid = attack.search_grid(config.transfer_data is not None)
+    boldest = {name: max(values) for name, values in grid.items()
+               if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)}
+    return [{**attack.resolved_settings(context), **whole}, {**attack.resolved_settings(context), **boldest, **whole}]
+
+
 def strongest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per scheme x attack x strength x seed, the setting that did the most: one that removes the
-    mark (the most accurate such), else the lowest evidence among those keeping accuracy, else
-    the lowest evidence. Each kept record says how many settings were tried and whether any
-    removed the mark."""
+    """Per scheme x attack x strength x seed, the setting that did the most, in the thief's order the
+    tuner also optimises (``nnmark.attacks.space.thief_score``): one that removes the mark (the
+    least evidence left; then the more accurate), else the lowest evidence among those keeping
+    accuracy, else the least accuracy lost. Each kept record says how many settings were tried and
+    whether any removed the mark."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
         groups.setdefault((record["scheme"], record["attack"], record["strength"], record["seed"]), []).append(record)
     chosen = []
     for group in groups.values():
-        removed = [r for r in group if r["removed"]]
-        kept = [r for r in group if r["keeps_accuracy"]]
-        best = (max(removed, key=lambda r: r["test_accuracy"]) if removed else
-                min(kept, key=lambda r: r["evidence"]) if kept else min(group, key=lambda r: r["evidence"]))
-        chosen.append({**best, "settings_tried": len(group), "removed_by_any_setting": bool(removed)})
+        best = min(group, key=lambda r: (record_score(r), -r["test_accuracy"]))
+        chosen.append({**best, "settings_tried": len(group), "removed_by_any_setting": any(r["removed"] for r in group)})
     return chosen
 
 

@@ -74,8 +74,9 @@ def _fake_attack(calls, interrupt_at=None, epochs=3):
 
 def _search(storage, calls, interrupt_at=None, trials=8):
     run_trial, killed = _fake_attack(calls, interrupt_at)
-    return tune_cell("cell", storage, {"lr": LogUniform(0.001, 0.2)}, (0.1, 0.3), trials, 7, 3, run_trial,
-                     lambda record: thief_objective(record, 0.95, 0.05)), killed
+    space = {"lr": LogUniform(0.001, 0.2), DATA_FRACTION: Choice((0.3, 0.1))}
+    return tune_cell("cell", storage, space, trials, 7, 3, run_trial, lambda record: thief_objective(record, 0.95, 0.05),
+                     opening=[{"lr": 0.1, DATA_FRACTION: 0.3, "not_searched": 1}, {"lr": 0.5}]), killed
 
 
 def test_a_search_interrupted_mid_trial_resumes_as_if_never_stopped(tmp_path):
@@ -93,7 +94,8 @@ def test_a_search_interrupted_mid_trial_resumes_as_if_never_stopped(tmp_path):
     assert resumed_calls[:4] == straight[:4] and resumed_calls[4:] == straight[3:]
     assert resumed == uninterrupted
     assert uninterrupted["trials"] == 8 and uninterrupted["search"] == "tuner"
-    assert set(uninterrupted["tuned"]) == {"lr", DATA_FRACTION}
+    assert set(uninterrupted["tuned"]) == {"lr", DATA_FRACTION} and uninterrupted["tuned"][DATA_FRACTION] in (0.3, 0.1)
+    assert straight[0] == {"lr": 0.1, DATA_FRACTION: 0.3}  # the thief's obvious setting first
     # a finished search is not run again at all
     again: list[dict] = []
     assert _search(open_storage(f"sqlite:///{tmp_path / 'b.db'}"), again)[0] == uninterrupted and again == []
@@ -109,6 +111,30 @@ def test_hopeless_trials_are_pruned_and_a_finished_one_never_is(tmp_path):
             assert max(trial.intermediate_values) < 3  # stopped before its last epoch decided it
     # the search moved towards what removes the mark (lr near 0.02): the best beats the first random draws
     assert best["evidence"] <= min(abs(c["lr"] - 0.02) * 10 + 0.1 * c[DATA_FRACTION] for c in calls[:4])
+
+
+def test_a_space_of_choices_is_tried_once_per_setting_and_never_more(tmp_path):
+    calls: list[dict] = []
+    space = {"queries": Choice(("letters", "noise")), DATA_FRACTION: Choice((0.3, 0.1))}
+
+    def run_trial(settings, report):
+        calls.append(dict(settings))
+        return judged(0.95, 0.5 if settings["queries"] == "letters" else 0.2 + settings[DATA_FRACTION], True)
+
+    best = tune_cell("choices", open_storage(f"sqlite:///{tmp_path / 'c.db'}"), space, 12, 3, 0, run_trial,
+                     lambda record: thief_objective(record, 0.95, 0.05),
+                     opening=[{"queries": "noise", DATA_FRACTION: 0.3}, {"queries": "letters"}])
+    assert best["trials"] == 4 and len(calls) == 4 and calls[0] == {"queries": "noise", DATA_FRACTION: 0.3}
+    assert calls[1]["queries"] == "letters"  # the opening's second, its share drawn
+    assert sorted(map(lambda c: tuple(c.values()), calls)) == sorted(
+        [(q, f) for q in ("letters", "noise") for f in (0.3, 0.1)])
+    assert best["tuned"] == {"queries": "noise", DATA_FRACTION: 0.1} and best["evidence"] == pytest.approx(0.3)
+    # nothing to search: one trial, not twelve of the same
+    once: list[dict] = []
+    tune_cell("nothing", open_storage(f"sqlite:///{tmp_path / 'c.db'}"), {}, 12, 3, 0,
+              lambda settings, report: once.append(settings) or judged(0.95, 0.5, True),
+              lambda record: thief_objective(record, 0.95, 0.05))
+    assert once == [{}]
 
 
 def test_bad_search_options_are_named(tmp_path):
