@@ -84,20 +84,17 @@ def bench(
 ) -> None:
     """Attack a watermarked victim per scheme over strength sweeps; write results.json, results.md, plots.
 
-    Under `torchrun --nproc-per-node N nnmark bench ...` the victims train data-parallel and the
-    attack cells are shared out among the processes; rank 0 writes the results.
+    To share the work among processes or machines, use `--executor ray` (it does not run under torchrun).
     """
     from nnmark.workflows.bench import bench_to_directory
 
-    results = bench_to_directory(out, schemes=schemes, attacks=attacks, data=data, data_dir=data_dir,
-                                 architecture=model, epochs=epochs, fraction=fraction, transfer_data=transfer_data,
-                                 seeds=seeds, tolerance=tolerance, alpha=alpha, quick=quick, adaptive=adaptive,
-                                 search=search, trials=trials, storage=storage, executor=executor, address=address,
-                                 plugins=tuple(plugin or ()),
-                                 force=force, progress_for=progress_bars,
-                                 log=lambda message: err_console.print(f"[dim]{message}[/]"))
-    if results is None:
-        return
+    with progress_bars() as progress:
+        results = bench_to_directory(out, schemes=schemes, attacks=attacks, data=data, data_dir=data_dir,
+                                     architecture=model, epochs=epochs, fraction=fraction, transfer_data=transfer_data,
+                                     seeds=seeds, tolerance=tolerance, alpha=alpha, quick=quick, adaptive=adaptive,
+                                     search=search, trials=trials, storage=storage, executor=executor, address=address,
+                                     plugins=tuple(plugin or ()), force=force, progress=progress,
+                                     log=lambda message: err_console.print(f"[dim]{message}[/]"))
     removed = [r for r in results["summary"] if r["removed_rate"] > 0]
     console.print(f"{len(results['records'])} records ({results['cache']['computed']} computed, "
                   f"{results['cache']['reused']} reused from cache)")

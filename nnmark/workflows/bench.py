@@ -6,10 +6,9 @@ verdict flips while accuracy stays within ``tolerance``).
 Everything expensive is cached in the output directory by a hash of what determines it, so a
 re-run with one more attack trains nothing it already has.
 
-Under torchrun (a :class:`~nnmark.training.distributed.Distributed` handle) the victims and the
-control are trained data-parallel by all ranks, and the attack cells, which are many and
-independent, are dealt out among the ranks and each run in one process; rank 0 writes the key,
-the models and the results, and each rank writes the cells it ran.
+Past one process the bench runs on Ray (``executor="ray"``): victims, cells and trials are tasks,
+a lost worker is retried, and a cell that raises is an error row. It does not run under torchrun
+(it used to deal cells out among ranks statically, where one crashed rank ended the whole run).
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import hashlib
 import itertools
 import os
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +37,7 @@ from nnmark.io import atomic_directory, atomic_write_text, read_json, write_json
 from nnmark.models.store import ModelSpec, load_model, save_model
 from nnmark.schemes.base import SCHEMES, get_scheme
 from nnmark.schemes.key import load_key, save_key
-from nnmark.training.distributed import Distributed, join_from_environment, leave, run_on_main
+from nnmark.training.distributed import launched_by_torchrun
 from nnmark.training.presets import preset
 from nnmark.training.trainer import TrainConfig
 from nnmark.workflows.attack import Judgement, attack_and_judge, mark_evidence
@@ -158,11 +156,10 @@ def _sweep(attack_spec: str, quick: bool) -> list[float | None]:
 
 class Bench:
     def __init__(self, config: BenchConfig, out: str | Path, data_dir: str | Path | None = None,
-                 progress=None, log=None, distributed: Distributed | None = None) -> None:
-        self.config, self.out, self.distributed = config, Path(out), distributed
-        self.main = distributed is None or distributed.is_main
-        self.progress = progress if self.main else None
-        self.log = (log if self.main else None) or (lambda message: None)
+                 progress=None, log=None) -> None:
+        self.config, self.out = config, Path(out)
+        self.progress = progress
+        self.log = log or (lambda message: None)
         self.data: Dataset = load_dataset(config.dataset, data_dir)
         self.spec = ModelSpec(config.architecture, self.data.num_classes, self.data.input_shape,
                               self.data.mean, self.data.std)
@@ -172,8 +169,6 @@ class Bench:
 
             self.transfer = transfer_images(load_dataset(config.transfer_data, data_dir), self.data.input_shape)
         self.cache = self.out / "cache"
-        # A data-parallel victim follows another trajectory than a one-process one: cache apart.
-        self._processes = (f"processes={distributed.world_size}",) if distributed else ()
         self.computed = self.reused = 0
         self.cells_done = self.cells_failed = 0
         self.trials: dict[str, int] = {}
@@ -185,7 +180,7 @@ class Bench:
     def _cached_model(self, name: str, train) -> tuple[Any, dict]:
         directory = self.cache / name
         if (directory / "model" / "model.json").is_file():
-            self.reused += self.main  # every rank loads it; count it once
+            self.reused += 1
             loaded = load_model(directory / "model")
             return loaded.model, loaded.metadata
         model, metadata = train()
@@ -198,31 +193,9 @@ class Bench:
                 if key is not None:
                     save_key(key, staging / "key")
 
-        run_on_main(self.distributed, save)  # the other ranks read the key from here next
-        self.computed += self.main
+        save()
+        self.computed += 1
         return model, metadata
-
-    def _key(self, name: str, make):
-        """One key for every rank: rank 0 makes it and the others read it, so a key whose making
-        is not bit-for-bit reproducible (one trained on a GPU) is still the same everywhere."""
-        if self.distributed is None:
-            return make()
-        pending = self.cache / f".pending-key-{name}"
-        run_on_main(self.distributed, lambda: save_key(make(), pending, force=True))
-        key, error = None, None
-        try:
-            key = load_key(pending)
-        except Exception as why:  # noqa: BLE001 - raised below, once no rank is still reading
-            error = why
-        # Rank 0 may remove the folder only after every rank has read it: removing it straight
-        # after its own read raced a slower rank (seen in CI as a missing key file on rank 1).
-        failures = self.distributed.count_failures(error is None)
-        run_on_main(self.distributed, lambda: shutil.rmtree(pending, ignore_errors=True))
-        if error is not None:
-            raise error
-        if failures:
-            raise NNMarkError("another rank could not read the bench key; its error above says why")
-        return key
 
     def keyless(self, count: int, first: int = 0) -> list:
         """Models trained without any key (control recipes ``first`` .. ``first + count - 1``),
@@ -257,7 +230,7 @@ class Bench:
         # "marks-trained": a scheme keyed off a trained model marks that model (older caches retrain once).
         marks = ("marks-trained",) if marks_a_trained_model(scheme) else ()
         name = f"victim-{scheme}-" + _digest(scheme, config.dataset, config.architecture, asdict(config.victim),
-                                             "key/2", *marks, *self._processes)
+                                             "key/2", *marks)
         implementation = get_scheme(scheme)
 
         def train():
@@ -265,15 +238,14 @@ class Bench:
             screen_with = self.screening() if implementation.null_kind == "estimated" else None
             # A scheme whose key is made from a trained model marks that model (see workflows.embed).
             host = (train_model(self.data, config.victim, architecture=config.architecture, progress=self.progress,
-                                description=f"host {scheme}", distributed=self.distributed)
+                                description=f"host {scheme}")
                     if marks_a_trained_model(scheme) else None)
-            key = self._key(name, lambda: generate_key(
-                scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
-                seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec, screen_with=screen_with,
-                classifier=host.model if host else None))
+            key = generate_key(scheme, num_classes=self.data.num_classes, input_shape=self.data.input_shape,
+                               seed=config.victim.seed + 1000, dataset=self.data, model_spec=self.spec,
+                               screen_with=screen_with, classifier=host.model if host else None)
             if host is not None:
                 marked = mark_trained(key, host, self.data, seed=config.victim.seed, batch_size=config.victim.batch_size,
-                                      progress=self.progress, distributed=self.distributed)
+                                      progress=self.progress)
                 return marked.model, {"test_accuracy": marked.test_accuracy, "key": key, "spec": marked.spec,
                                       "embedded_by": marked.how}
             api_mark = implementation.marks_the_api  # nothing to train in: the API carries it
@@ -281,7 +253,7 @@ class Bench:
                                   key=None if api_mark else key,
                                   embed_options=implementation.recommended_embed_options(train_size(self.data)),
                                   progress=self.progress,
-                                  description=f"victim {scheme}", distributed=self.distributed)
+                                  description=f"victim {scheme}")
             return trained.model, {"test_accuracy": trained.test_accuracy, "key": key}
 
         model, metadata = self._cached_model(name, train)
@@ -437,13 +409,6 @@ class Bench:
             settings = {"search": "tuner", "trials": self.config.trials, "tuner": TUNER_REVISION}
         return self._cell_path(victim, attack_spec, strength, seed, settings)
 
-    def _cached(self, job: tuple) -> dict[str, Any]:
-        """A job's record as the rank that ran it cached it (a failed one left none: an error row)."""
-        path = self._job_path(job)
-        if path.is_file():
-            return self._beside_grid(job, read_json(path, "cached result"))
-        return _error_row(job, "failed on another process (its log says why)")
-
     def storage(self):
         if self._storage is None:
             self._storage = open_storage(self.config.storage or f"sqlite:///{(self.out / 'tuner.db').resolve()}")
@@ -499,7 +464,7 @@ class Bench:
     def _detached(self) -> "Bench":
         """This bench as a Ray task receives it: no display, no console, no process group."""
         clone = copy.copy(self)
-        clone.progress, clone.log, clone._bar, clone._storage, clone.distributed = None, _silent, None, None, None
+        clone.progress, clone.log, clone._bar, clone._storage = None, _silent, None, None
         clone.trials = {}
         return clone
 
@@ -573,13 +538,8 @@ class Bench:
                 for strength in _sweep(attack_spec, config.quick):
                     cells.extend((victim, attack_spec, strength, seed, settings)
                                  for seed in range(config.seeds) for settings in grid)
-        rank, world_size = (self.distributed.rank, self.distributed.world_size) if self.distributed else (0, 1)
-        records = self._run_jobs(cells[rank::world_size])
+        records = self._run_jobs(cells)
         counts = [self.computed, self.reused]
-        if self.distributed is not None:
-            counts = self.distributed.sum_counts(counts)
-            # Every cell is in the cache now, written by the rank that ran it.
-            records = [self._cached(cell) for cell in cells]
         not_applicable = [r for r in records if "not_applicable" in r]
         errors = [r for r in records if "error" in r]
         records = [r for r in records if "not_applicable" not in r and "error" not in r]
@@ -731,18 +691,19 @@ def prepare_output(out: str | Path, force: bool) -> Path:
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, data_dir: str | Path | None = None,
-              force: bool = False, progress=None, log=None,
-              distributed: Distributed | None = None) -> dict[str, Any]:
+              force: bool = False, progress=None, log=None) -> dict[str, Any]:
     """Run the benchmark into ``out`` (reusing its cache) and write results.json, results.md and
-    plots/. Returns the results (on every rank when ``distributed``; rank 0 writes them)."""
+    plots/. Returns the results."""
     from nnmark.reporting.robustness import markdown_table, plot_results, plot_search
 
-    main = distributed is None or distributed.is_main
-    run_on_main(distributed, lambda: prepare_output(out, force))
+    if launched_by_torchrun():
+        # every rank would run the whole bench into one directory
+        raise NNMarkError("the bench does not run under torchrun; to share its work among processes or "
+                          "machines, use --executor ray (one process per CPU, retried when one dies)",
+                          field="WORLD_SIZE", got=os.environ.get("WORLD_SIZE"))
+    prepare_output(out, force)
     out = Path(out)
-    results = Bench(config, out, data_dir, progress, log, distributed).run()
-    if not main:
-        return results
+    results = Bench(config, out, data_dir, progress, log).run()
     write_json(out / "results.json", results)
     atomic_write_text(out / "results.md", markdown_table(results))
     results["plots"] = [str(p) for p in [*plot_results(results, out / "plots"), *plot_search(results, out / "plots")]]
@@ -755,23 +716,13 @@ def bench_to_directory(out: str | Path, *, schemes: str = "adi,uchida", attacks:
                        tolerance: float = 0.05, alpha: float = 1e-6, quick: bool = False, adaptive: bool = False,
                        search: str = "tuner", trials: int = 12, storage: str | None = None, executor: str = "local",
                        address: str | None = None, plugins: tuple[str, ...] = (), force: bool = False,
-                       progress_for=None, log=None) -> dict[str, Any] | None:
+                       progress=None, log=None) -> dict[str, Any]:
     """``nnmark bench``: the schemes (comma-separated names, or "all") against the attacks
-    (comma-separated names or chains; default the standard set), under torchrun with the cells dealt
-    out among the ranks. Returns the results on the main rank, None on the others.
-    ``progress_for(is_main)`` gives this rank's progress display (a context manager)."""
+    (comma-separated names or chains; default the standard set). Returns the results."""
     scheme_list = SCHEMES.names() if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else standard_attacks()
     config = BenchConfig(scheme_list, attack_list, dataset=data, architecture=architecture, attacker_fraction=fraction,
                          seeds=seeds, quick=quick, tolerance=tolerance, alpha=alpha, adaptive=adaptive,
                          victim=preset("small-data", epochs=epochs), transfer_data=transfer_data, search=search,
                          trials=trials, storage=storage, executor=executor, address=address, plugins=tuple(plugins))
-    group = join_from_environment()
-    try:
-        main = group is None or group.is_main
-        with progress_for(main) as progress:
-            results = run_bench(config, out, data_dir=data_dir, force=force, progress=progress, log=log,
-                                distributed=group)
-    finally:
-        leave(group)
-    return results if main else None
+    return run_bench(config, out, data_dir=data_dir, force=force, progress=progress, log=log)

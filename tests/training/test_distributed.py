@@ -1,6 +1,5 @@
 """Data-parallel training: the trigger share of each global batch, and real 2-process runs under
 torchrun with gloo on CPU (the CI's set-up) checked against a one-process run."""
-import json
 import os
 import subprocess
 import sys
@@ -79,19 +78,3 @@ def test_torchrun_two_cpu_processes_train_an_owned_model_like_one_process(tmp_pa
     assert abs(verdicts[0].matches - verdicts[1].matches) <= 20
     # only rank 0 wrote: one model directory, no stray staging folders
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key", "two"]
-
-
-@pytest.mark.slow
-def test_torchrun_bench_shares_cells_and_writes_once(tmp_path):
-    arguments = ["bench", "--schemes", "adi", "--attacks", "quantize,prune", "--quick", "--epochs", "5", "--out", "bench"]
-    first = _run(arguments, tmp_path, processes=2)
-    results = json.loads((tmp_path / "bench" / "results.json").read_text())
-    assert len(results["records"]) == 4  # two strengths per attack in the quick sweep
-    assert results["cache"] == {"computed": 5, "reused": 0}  # the victim and four cells
-    assert results["victims"]["adi"]["owned"]
-    assert first.stdout.count("wrote bench/results.json") == 1
-    assert {r["attack"] for r in results["records"]} == {"quantize", "prune"}
-    rerun = _run(arguments, tmp_path, processes=2)
-    assert "4 records (0 computed, 5 reused from cache)" in rerun.stdout
-    again = json.loads((tmp_path / "bench" / "results.json").read_text())
-    assert again["records"] == results["records"]

@@ -181,3 +181,12 @@ def test_search_fractions_stay_within_the_threat_model():
     with pytest.raises(NNMarkError, match="search_fractions"):
         BenchConfig(["adi"], ["ftal"], attacker_fraction=0.2, search_fractions=(0.5,))
     assert _grid("permute", BenchConfig(["adi"], ["permute"])) == [None]  # it needs no data: nothing to vary
+
+
+def test_the_bench_refuses_torchrun_and_names_ray(tmp_path, monkeypatch):
+    """Under torchrun every rank would run the whole bench into one directory: it refuses before
+    writing anything, and says what shares the work instead."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(NNMarkError, match="--executor ray") as refused:
+        run_bench(BenchConfig(["adi"], ["quantize"], quick=True, victim=VICTIM), tmp_path / "b")
+    assert refused.value.field == "WORLD_SIZE" and not (tmp_path / "b").exists()
