@@ -28,7 +28,7 @@ SCRIPTS = {
     "startup.py": ["--runs", "1", "--cases", "help,version"],
     "demo_time.py": ["--runs", "1", "--epochs", "1"],
     "own_loop_overhead.py": ["--steps", "2", "--repeats", "1", "--resnet-width", "8"],
-    "folder_memory.py": ["--sizes", "64,128", "--folders", "folders", "--workers", "0", "--batch", "32"],
+    "folder_memory.py": ["--sizes", "64", "--folders", "folders", "--workers", "0", "--batch", "32"],
     "users_models.py": ["--schemes", "adi", "--architectures", "sequential", "--innocent-vits", "0"],
     "bench_search.py": ["--schemes", "adi", "--attacks", "prune-tune:0.5", "--seeds", "1", "--victim-epochs", "6",
                         "--out", "search"],

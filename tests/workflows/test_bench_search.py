@@ -18,6 +18,7 @@ from nnmark.attacks import get_attack  # noqa: E402
 from nnmark.attacks.space import Choice, LogUniform, Uniform, from_grid  # noqa: E402
 from nnmark.errors import NNMarkError  # noqa: E402
 from nnmark.training import TrainConfig  # noqa: E402
+from nnmark.training.presets import preset  # noqa: E402
 from nnmark.workflows.bench import BenchConfig, run_bench  # noqa: E402
 from nnmark.workflows.tuner import DATA_FRACTION, open_storage, thief_objective, tune_cell  # noqa: E402
 
@@ -165,11 +166,19 @@ def _comparable(results):
 
 
 @pytest.mark.slow
-def test_a_bench_killed_with_sigkill_resumes_without_rerunning_a_finished_trial(tmp_path):
+def test_a_bench_killed_with_sigkill_resumes_without_rerunning_a_finished_trial(tmp_path, monkeypatch, plugins):
+    import torch
+
     straight_log, killed_log = tmp_path / "straight.log", tmp_path / "killed.log"
-    done = subprocess.run(_bench_command(tmp_path / "a", straight_log), cwd=ROOT, env=_environment(straight_log),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # the uninterrupted run in this process, with the one thread the command's processes get
+    monkeypatch.setenv(plugins.TRIAL_LOG, str(straight_log))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_bench(BenchConfig(["adi"], ["logged-ftal:2"], adaptive=True, trials=4, victim=preset("small-data", epochs=6),
+                              plugins=("tests.workflows.bench_plugins",)), tmp_path / "a")
+    finally:
+        torch.set_num_threads(threads)
     straight = straight_log.read_text().splitlines()
     assert len(straight) == 4
 
