@@ -303,7 +303,7 @@ class Bench:
             epochs_done = itertools.count(1)  # counted here: an attack of two phases numbers each phase's from 1
 
             def watch(epoch_record, model):
-                report(next(epochs_done), mark_evidence(model, victim.key, null=victim.null, alpha=config.alpha))
+                report(next(epochs_done), lambda: mark_evidence(model, victim.key, null=victim.null, alpha=config.alpha))
         context = AttackContext(attacker_data, self.spec, seed=seed, train=config.attack_train,
                                 victim_key=victim.key, progress=self.progress, settings=settings,
                                 transfer=self.transfer, on_epoch_end=watch)

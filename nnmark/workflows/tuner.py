@@ -18,9 +18,9 @@ of ``benchmarks/bench_search.py`` most of the grid's removals were at its highes
 and the whole share). A space with finitely many settings (choices only) gets at most one trial per
 setting, each tried once: no budget is spent running the same setting twice.
 
-After each epoch a trial reports only the mark's evidence (the share of the key the model still
-answers), and the pruner stops those whose mark is not moving beside the others'; the objective
-above decides when a trial ends.
+After each epoch where the pruner may act (1, 3, 9, ...) a trial reports only the mark's evidence
+(the share of the key the model still answers), and the pruner stops those whose mark is not
+moving beside the others'; the objective above decides when a trial ends.
 
 Trials live in Optuna's storage: an SQLite file in the bench directory by default, any
 SQLAlchemy URL (PostgreSQL) when many machines share the studies. A bench killed at any point and
@@ -44,7 +44,8 @@ from nnmark.extras import require
 
 # Bumped when what a search tries changes, so cached tuned cells and studies of the old one are not reused
 TUNER_REVISION = 2
-DATA_FRACTION = "data_fraction"  # a setting the bench itself applies: the thief's share of the data
+DATA_FRACTION = "data_fraction"
+RUNG_FACTOR = 3  # Hyperband's reduction factor: a third of a rung's trials go on to the next  # a setting the bench itself applies: the thief's share of the data
 
 
 def open_storage(url: str):
@@ -68,7 +69,8 @@ def tune_cell(name: str, storage, space: dict[str, Any], trials: int, seed: int,
               opening: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """Search one cell: ``trials`` trials in all (those already in ``storage`` under ``name`` count;
     fewer where ``space`` has fewer settings), each running ``run_trial(settings, report)`` and
-    scored by ``score(record)``. ``report(epoch, evidence)`` lets an attack that trains be pruned
+    scored by ``score(record)``. ``report(epoch, evidence)`` (``evidence()`` measures it, only
+    when the pruner can use it) lets an attack that trains be pruned
     after an epoch: its trial stops when the share of the key it still answers is high beside other
     trials' at that epoch (accuracy is not asked there: a high rate costs accuracy early and wins it
     back, and such runs are often the thief's strongest). ``opening``: the settings of the first
@@ -79,7 +81,7 @@ def tune_cell(name: str, storage, space: dict[str, Any], trials: int, seed: int,
 
     # a resumed trial's repeated reports would each warn; the bench reports what matters itself
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=3)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=RUNG_FACTOR)
     study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
                                 pruner=pruner)
     size = _settings_count(space)
@@ -105,13 +107,13 @@ def tune_cell(name: str, storage, space: dict[str, Any], trials: int, seed: int,
         trial = optuna.trial.Trial(study, resumable.pop()._trial_id) if resumable else study.ask()
         settings = {name: dimension.suggest(trial, name) for name, dimension in space.items()}
 
-        def report(epoch: int, evidence: float, trial=trial) -> None:
-            if epoch >= max_epochs:
-                return  # the trial is done: its final record decides, never a pruning
+        def report(epoch: int, evidence: Callable[[], float], trial=trial) -> None:
+            if epoch >= max_epochs or not _is_rung(epoch):
+                return  # the pruner decides only at its rungs; the last epoch's record decides, never a pruning
             with warnings.catch_warnings():
                 # a resumed trial reports its epochs again: Optuna keeps the first report, the same value
                 warnings.filterwarnings("ignore", message=".*is already reported")
-                trial.report(evidence, epoch)
+                trial.report(evidence(), epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
@@ -137,6 +139,15 @@ def tune_cell(name: str, storage, space: dict[str, Any], trials: int, seed: int,
             "removed_by_any_setting": any(r.get("removed") for r in records),
             "tuned": {name: (space[name].values[param] if isinstance(space.get(name), Choice) else param)
                       for name, param in best.params.items()}}
+
+
+def _is_rung(epoch: int) -> bool:
+    """Whether Hyperband (resources from 1, reduction ``RUNG_FACTOR``) may stop a trial after this
+    epoch: its brackets' rungs all lie at powers of the factor. Measuring the mark's evidence and
+    writing it to the storage at every other epoch was a third of a small trial's time."""
+    while epoch % RUNG_FACTOR == 0:
+        epoch //= RUNG_FACTOR
+    return epoch == 1
 
 
 def _settings_count(space: dict[str, Any]) -> int | None:

@@ -67,7 +67,7 @@ def _fake_attack(calls, interrupt_at=None, epochs=3):
         evidence = abs(settings["lr"] - 0.02) * 10 + 0.1 * settings[DATA_FRACTION]
         for epoch in range(1, epochs + 1):
             if report:
-                report(epoch, min(1.0, evidence + 0.3 / epoch))
+                report(epoch, lambda: min(1.0, evidence + 0.3 / epoch))
         return judged(0.95, min(1.0, evidence), evidence > 0.05) | {"removed": evidence <= 0.05}
 
     return run_trial, Killed
