@@ -71,7 +71,8 @@ def bench(
                                                             "the thief's data share, ...); report the strongest."),
     search: str = typer.Option("tuner", "--search", help="tuner (Optuna over each attack's space, hopeless trials "
                                                          "stopped early) or grid (every setting of its grid)."),
-    trials: int = typer.Option(12, "--trials", help="Tuner trials per cell."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="Tuner trials per cell (default: half the "
+                                                                 "settings of the attack's grid, at least 2)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="The tuner's studies: an SQLAlchemy URL (default: "
                                                                   "an SQLite file in OUT; PostgreSQL for many machines)."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray (tasks on a local Ray, "

@@ -139,7 +139,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     tuned = config.get("adaptive") and config.get("search", "grid") == "tuner"
     if config.get("adaptive"):
         lines[lines.index("## Every cell") + 1:lines.index("## Every cell") + 1] = [
-            "", (f"Adaptive: each cell is the strongest setting a tuner found in {config.get('trials')} trials over "
+            "", ("Adaptive: each cell is the strongest setting a tuner found in "
+                 + (f"{config['trials']} trials" if config.get("trials") else "half as many trials as the attack's grid "
+                    "has settings (at least 2)") + " over "
                  "the attack's search space (Optuna's TPE sampler; a Hyperband pruner stopped trials whose evidence "
                  "after an epoch was hopeless). `settings` shows the one reported, the trials run and how many "
                  "were pruned. **A mark that survives here survived a sample of settings, not every one:** on "

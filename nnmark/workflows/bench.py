@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import math
 import os
 import json
 import time
@@ -76,7 +77,9 @@ class BenchConfig:
     # studies in ``storage``, by default an SQLite file in the bench directory) or "grid" (every
     # setting of each attack's grid, as published numbers were made).
     search: str = "tuner"
-    trials: int = 12
+    # Tuner trials per cell; None: half the settings of the attack's grid (at least 2), the budget
+    # benchmarks/bench_search.py measured against the grid.
+    trials: int | None = None
     storage: str | None = None
     # Where cells run: "local" (this process) or "ray" (tasks on a local Ray, or the cluster at
     # ``address``). ``plugins``: modules that register attacks or schemes of the user's, imported
@@ -113,7 +116,7 @@ class BenchConfig:
                               field="transfer_data", expected="a dataset of another domain", got=self.transfer_data)
         if self.search not in ("tuner", "grid"):
             raise NNMarkError("must be tuner or grid", field="--search", got=self.search)
-        if self.trials < 1:
+        if self.trials is not None and self.trials < 1:
             raise NNMarkError("must be at least 1", field="--trials", got=self.trials)
         if self.executor not in ("local", "ray"):
             raise NNMarkError("must be local or ray", field="--executor", got=self.executor)
@@ -365,7 +368,7 @@ class Bench:
             return record
 
         try:
-            record = tune_cell(path.stem, self.storage(), space, config.trials, int(path.stem[:8], 16),
+            record = tune_cell(path.stem, self.storage(), space, self.trial_budget(attack_spec), int(path.stem[:8], 16),
                                epochs, run_trial,
                                lambda judged: thief_objective(judged, victim.accuracy, config.tolerance),
                                on_trial=self._trial_done,
@@ -406,8 +409,12 @@ class Bench:
     def _job_path(self, job: tuple) -> Path:
         victim, attack_spec, strength, seed, settings = job
         if self.config.tunes:
-            settings = {"search": "tuner", "trials": self.config.trials, "tuner": TUNER_REVISION}
+            settings = {"search": "tuner", "trials": self.trial_budget(attack_spec), "tuner": TUNER_REVISION}
         return self._cell_path(victim, attack_spec, strength, seed, settings)
+
+    def trial_budget(self, attack_spec: str) -> int:
+        """The tuner's trials for a cell of this attack: ``--trials``, or half its grid's settings."""
+        return self.config.trials or default_trials(attack_spec, self.config)
 
     def storage(self):
         if self._storage is None:
@@ -609,6 +616,13 @@ def _grid(attack_spec: str, config: BenchConfig) -> list[dict[str, Any] | None]:
     return grid + [{**(settings or {}), DATA_FRACTION: f} for f in smaller for settings in grid]
 
 
+def default_trials(attack_spec: str, config: BenchConfig) -> int:
+    """Half the settings of the attack's grid, at least 2 (a space of fewer settings is tried once
+    each): at that budget the tuner matched the grid's removals on the digits slice, not cell for
+    cell (docs/robustness.md, "The tuner beside the grid")."""
+    return max(2, math.ceil(len(_grid(attack_spec, config)) / 2))
+
+
 def _opening(attack, context: AttackContext, config: BenchConfig) -> list[dict[str, Any]]:
     """A tuned cell's first two trials: the attack's defaults, then its grid's boldest setting (each
     number at the grid's highest), both at the thief's whole share of the data."""
@@ -714,7 +728,7 @@ def bench_to_directory(out: str | Path, *, schemes: str = "adi,uchida", attacks:
                        data: str = "digits", data_dir: str | Path | None = None, architecture: str = "small-cnn",
                        epochs: int = 20, fraction: float = 0.3, transfer_data: str | None = None, seeds: int = 1,
                        tolerance: float = 0.05, alpha: float = 1e-6, quick: bool = False, adaptive: bool = False,
-                       search: str = "tuner", trials: int = 12, storage: str | None = None, executor: str = "local",
+                       search: str = "tuner", trials: int | None = None, storage: str | None = None, executor: str = "local",
                        address: str | None = None, plugins: tuple[str, ...] = (), force: bool = False,
                        progress=None, log=None) -> dict[str, Any]:
     """``nnmark bench``: the schemes (comma-separated names, or "all") against the attacks

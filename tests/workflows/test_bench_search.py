@@ -138,6 +138,15 @@ def test_a_space_of_choices_is_tried_once_per_setting_and_never_more(tmp_path):
     assert once == [{}]
 
 
+def test_the_default_budget_is_half_the_grid():
+    from nnmark.workflows.bench import default_trials
+
+    config = BenchConfig(["adi"], ["ftal", "quantize", "prune-tune"], adaptive=True)
+    assert default_trials("ftal", config) == 8  # 4 rates x 2 smoothings x 2 shares, halved
+    assert default_trials("prune-tune", config) == 2 and default_trials("quantize", config) == 2
+    assert BenchConfig(["adi"], ["ftal"], adaptive=True, trials=5).trials == 5
+
+
 def test_bad_search_options_are_named(tmp_path):
     with pytest.raises(NNMarkError, match="--search"):
         BenchConfig(["adi"], ["ftal"], search="random")
