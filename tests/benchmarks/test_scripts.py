@@ -34,11 +34,13 @@ SCRIPTS = {
                         "--out", "search"],
     "gpu_suite.py": ["--dry-run", "--no-compile", "--data", "absent.npz", "--out", "gpu"],
 }
+# reads a bench directory holding both searches: the one bench_search.py leaves behind (run after it, below)
+AFTER = {"bench_search.py": ("robustness_tables.py", ["search/results.json"])}
 
 
 def test_every_script_is_covered():
     scripts = {p.name for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")}
-    assert scripts == set(SCRIPTS)
+    assert scripts == set(SCRIPTS) | {script for script, _ in AFTER.values()}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -59,3 +61,10 @@ def test_script_runs(script, tmp_path, monkeypatch, capsys):
     assert printed.strip(), "prints its figures"
     if "--datasets" in SCRIPTS[script]:
         assert "| digits |" in printed, printed[-2000:]  # a table row measured on the data asked for
+    if script in AFTER:
+        follower, arguments = AFTER[script]
+        monkeypatch.setattr(sys, "argv", [follower, *arguments])
+        runpy.run_path(str(ROOT / "benchmarks" / follower), run_name="__main__")
+        tables = capsys.readouterr().out
+        assert "| attack | adi |" in tables and "| prune-tune:0.5 |" in tables, tables[-2000:]
+        assert "removed by both searches" in tables
