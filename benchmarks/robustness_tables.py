@@ -28,8 +28,9 @@ def victims_table(results: dict) -> list[str]:
     return lines
 
 
-def _outcome(rows: list[tuple[float | None, bool, bool, float]]) -> str:
-    """rows: per seed (strength, removed, owned, accuracy), over every strength of the cell."""
+def _outcome(rows: list[tuple[float | None, bool, bool, float]]) -> tuple[str, bool]:
+    """The cell's text and whether it was removed; rows: per seed (strength, removed, owned, accuracy),
+    over every strength of the cell."""
     by_strength: dict = defaultdict(list)
     for strength, removed, owned, accuracy in rows:
         by_strength[strength].append((removed, owned, accuracy))
@@ -38,14 +39,14 @@ def _outcome(rows: list[tuple[float | None, bool, bool, float]]) -> str:
         removed = [acc for was_removed, _, acc in seeds if was_removed]
         if removed:
             label = "as given" if strength is None else f"{strength:g}"  # a chain or a spec with its strength
-            return f"**at {label}**, {len(removed)}/{len(seeds)}, {100 * statistics.mean(removed):.0f}%"
+            return f"**at {label}**, {len(removed)}/{len(seeds)}, {100 * statistics.mean(removed):.0f}%", True
     lost = [acc for seeds in by_strength.values() for removed, owned, acc in seeds if not owned]
     if lost:
-        return f"survives (lost only at {100 * max(lost):.0f}%)"
-    return "survives"
+        return f"survives (lost only at {100 * max(lost):.0f}%)", False
+    return "survives", False
 
 
-def removal_matrix(results: dict) -> tuple[list[str], dict[str, int]]:
+def search_matrix(results: dict) -> tuple[list[str], dict[str, int]]:
     owned = [s for s, v in results["victims"].items() if v["owned"]]
     tuner: dict = defaultdict(list)
     grid: dict = defaultdict(list)
@@ -67,10 +68,9 @@ def removal_matrix(results: dict) -> tuple[list[str], dict[str, int]]:
             if (attack, scheme) not in tuner:
                 cells.append("n/a")
                 continue
-            t = _outcome(tuner[(attack, scheme)])
-            g = _outcome(grid[(attack, scheme)]) if grid.get((attack, scheme)) else "not run"
+            t, t_removed = _outcome(tuner[(attack, scheme)])
+            g, g_removed = _outcome(grid[(attack, scheme)]) if grid.get((attack, scheme)) else ("not run", False)
             counts["pairs"] += 1
-            t_removed, g_removed = t.startswith("**"), g.startswith("**")
             if t_removed or g_removed:
                 counts["both" if t_removed and g_removed else "tuner only" if t_removed else "grid only"] += 1
             cells.append(t if t == g else f"T {t}; G {g}")
@@ -87,7 +87,7 @@ def main() -> None:
         raise SystemExit(f"{args.results}: field 'config.search': expected the tuned run's results "
                          f"(grid cells cached beside it), got {results['config'].get('search')!r}")
     print("\n".join(victims_table(results)), end="\n\n")
-    lines, counts = removal_matrix(results)
+    lines, counts = search_matrix(results)
     print("\n".join(lines), end="\n\n")
     print(f"attack x scheme pairs: {counts['pairs']}; removed by both searches: {counts['both']}; "
           f"by the tuner only: {counts['tuner only']}; by the grid only: {counts['grid only']}")
